@@ -1,0 +1,3 @@
+"""mambacode.modeling: config, sequence mixers and PreTrainedModel classes."""
+
+__all__: list = []
