@@ -1,0 +1,173 @@
+"""The selective mixer: a bidirectional Mamba-2 (SSD) scan, both directions as one call.
+
+Recurrence per head h (scalar decay), position t, state h_t of shape (P, N):
+    h_t = exp(dt_t * A) * h_{t-1} + (dt_t * x_t) B_t^T ;   y_t = h_t C_t + D * x_t
+The two directions have separate parameters; their heads are concatenated (2H heads, two B/C groups) so
+one scan serves both. On CUDA with mamba-ssm importable the scan is mamba-ssm's Triton kernel
+`mamba_chunk_scan_combined`; otherwise the pure-torch chunked scan below. The choice is made per call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+
+logger = logging.getLogger(__name__)
+
+_KERNEL_STATE = {"loaded": False, "fn": None, "error": None}
+
+
+def mamba_chunk_scan_kernel():
+    """mamba-ssm's Triton SSD kernel, or None. Import failures are caught and logged once."""
+    if not _KERNEL_STATE["loaded"]:
+        _KERNEL_STATE["loaded"] = True
+        try:
+            from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+
+            _KERNEL_STATE["fn"] = mamba_chunk_scan_combined
+        except Exception as exc:  # ImportError, missing CUDA/Triton, ABI errors: all mean "no kernel"
+            _KERNEL_STATE["error"] = f"{type(exc).__name__}: {exc}"
+            logger.info("mamba-ssm kernels unavailable, using the pure-torch SSD scan (%s)", _KERNEL_STATE["error"])
+    return _KERNEL_STATE["fn"]
+
+
+def segment_sum(a: torch.Tensor) -> torch.Tensor:
+    """out[..., i, j] = sum_{k=j+1..i} a[..., k] for i >= j, and -inf above the diagonal.
+
+    Summed directly (masked cumulative sum), not as a difference of prefix sums, to stay exact in float32.
+    """
+    T = a.shape[-1]
+    strict = torch.tril(torch.ones(T, T, dtype=torch.bool, device=a.device), diagonal=-1)
+    x = a.unsqueeze(-1).expand(*a.shape, T).masked_fill(~strict, 0.0)
+    s = x.cumsum(dim=-2)
+    keep = torch.tril(torch.ones(T, T, dtype=torch.bool, device=a.device))
+    return s.masked_fill(~keep, float("-inf"))
+
+
+def ssd_chunked_scan(x, dt, A, B, C, chunk_size: int) -> torch.Tensor:
+    """Pure-torch chunked SSD scan (no D term).
+
+    x: (b, l, h, p); dt: (b, l, h) (already positive); A: (h,) (negative);
+    B, C: (b, l, g, n) with heads split evenly over the g groups. Returns y: (b, l, h, p) in float32.
+    Any l works: the tail is padded with dt = 0 (identity decay, no input), which the causal scan ignores.
+    """
+    b, l, h, p = x.shape
+    g = B.shape[2]
+    Q = chunk_size
+    pad = (-l) % Q
+    x, dt, B, C = (t.float() for t in (x, dt, B, C))
+    if pad:
+        x = F.pad(x, (0, 0, 0, 0, 0, pad))
+        dt = F.pad(dt, (0, 0, 0, pad))
+        B = F.pad(B, (0, 0, 0, 0, 0, pad))
+        C = F.pad(C, (0, 0, 0, 0, 0, pad))
+    c = x.shape[1] // Q
+    head_group = torch.arange(h, device=x.device) // (h // g)
+    xd = (x * dt.unsqueeze(-1)).view(b, c, Q, h, p)
+    a = (dt * A.float()).view(b, c, Q, h).permute(0, 3, 1, 2)  # (b, h, c, Q)
+    Bc = B.view(b, c, Q, g, -1)
+    Cc = C.view(b, c, Q, g, -1)
+
+    # 1. within each chunk: y_t = sum_{s<=t} (C_t . B_s) exp(sum_{k=s+1..t} a_k) xd_s
+    CB = torch.einsum("bclgn,bcsgn->bgcls", Cc, Bc)[:, head_group]  # (b, h, c, Q, Q)
+    y = torch.einsum("bhcls,bcshp->bclhp", CB * torch.exp(segment_sum(a)), xd)
+
+    # 2. state left at the end of each chunk by that chunk's inputs
+    tail = a.flip(-1).cumsum(-1).flip(-1) - a  # sum_{k=s+1..Q-1} a_k
+    Bh = Bc[:, :, :, head_group]  # (b, c, Q, h, n)
+    states = torch.einsum("bcshn,bhcs,bcshp->bchpn", Bh, torch.exp(tail), xd)
+
+    # 3. carry states across chunks (zero initial state), then 4. read them out inside each chunk
+    chunk_decay = F.pad(a.sum(-1), (1, 0))  # (b, h, c+1)
+    states = torch.cat([torch.zeros_like(states[:, :1]), states], dim=1)
+    carried = torch.einsum("bhzc,bchpn->bzhpn", torch.exp(segment_sum(chunk_decay)), states)[:, :-1]
+    Ch = Cc[:, :, :, head_group]
+    y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", Ch, carried, torch.exp(a.cumsum(-1)))
+    return y.reshape(b, c * Q, h, p)[:, :l]
+
+
+class Mamba2Mixer(nn.Module):
+    """Bidirectional selective SSD mixer on u of shape (B, L, 2, d) (direction axis in scan order).
+
+    Per direction: one `nn.Linear` producing B (N), C (N) and dt (H) from the input (so LoRA can adapt
+    it), and per-head dt_bias, A_log, D. x is the input itself, split into H = d / P heads.
+    """
+
+    def __init__(self, hidden_size: int, state_size: int, head_dim: int, chunk_size: int,
+                 dt_min: float = 0.001, dt_max: float = 0.1, use_kernels="auto"):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.state_size = state_size
+        self.head_dim = head_dim
+        self.num_heads = hidden_size // head_dim
+        self.chunk_size = chunk_size
+        self.dt_min, self.dt_max = dt_min, dt_max
+        self.use_kernels = use_kernels
+        out = 2 * state_size + self.num_heads
+        self.proj_fwd = nn.Linear(hidden_size, out)
+        self.proj_bwd = nn.Linear(hidden_size, out)
+        self.dt_bias = nn.Parameter(torch.empty(2, self.num_heads))
+        self.A_log = nn.Parameter(torch.empty(2, self.num_heads))
+        self.D = nn.Parameter(torch.empty(2, self.num_heads))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Mamba-2 initialisation: A in -[1, 16], softplus(dt_bias) log-uniform in [dt_min, dt_max], D = 1."""
+        dev = self.A_log.device
+        if dev.type == "meta":
+            return
+        H = self.num_heads
+        init.copy_(self.A_log, torch.log(torch.linspace(1.0, 16.0, H, device=dev)).expand(2, H))
+        dt = torch.exp(torch.rand(2, H, device=dev) * (math.log(self.dt_max) - math.log(self.dt_min))
+                       + math.log(self.dt_min))
+        init.copy_(self.dt_bias, dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        init.ones_(self.D)
+
+    def selective_params(self, u: torch.Tensor) -> dict:
+        """The scan's inputs for u (B, L, 2, d) in scan order.
+
+        Returns x (B, L, 2H, P), dt (B, L, 2H) after softplus, A (2H,), B and C (B, L, 2, N) (group 0 =
+        forward, 1 = backward; heads [0, H) are forward, [H, 2H) backward).
+        """
+        batch, length, _, d = u.shape
+        N, H = self.state_size, self.num_heads
+        proj = torch.stack([self.proj_fwd(u[:, :, 0]), self.proj_bwd(u[:, :, 1])], dim=2).float()
+        Bm, Cm, dt = proj.split([N, N, H], dim=-1)
+        dt = F.softplus(dt + self.dt_bias.float())  # (B, L, 2, H)
+        return {
+            "x": u.reshape(batch, length, 2 * H, self.head_dim),
+            "dt": dt.reshape(batch, length, 2 * H),
+            "A": -torch.exp(self.A_log.float()).reshape(2 * H),
+            "B": Bm.contiguous(),
+            "C": Cm.contiguous(),
+        }
+
+    def scan(self, x, dt, A, B, C) -> torch.Tensor:
+        """Dispatch to the Triton kernel (CUDA + mamba-ssm) or the pure-torch chunked scan."""
+        kernel = None
+        if x.is_cuda and self.use_kernels in ("auto", True):
+            kernel = mamba_chunk_scan_kernel()
+            if kernel is None and self.use_kernels is True:
+                raise RuntimeError(
+                    "use_mamba_kernels=True but mamba-ssm's Triton kernels could not be imported "
+                    f"({_KERNEL_STATE['error']}); install the [cuda] extra or set use_mamba_kernels='auto'."
+                )
+        if kernel is not None:
+            return kernel(x.contiguous(), dt.contiguous(), A, B, C, chunk_size=self.chunk_size).float()
+        return ssd_chunked_scan(x, dt, A, B, C, self.chunk_size)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        batch, length, _, d = u.shape
+        p = self.selective_params(u)
+        y = self.scan(p["x"], p["dt"], p["A"], p["B"], p["C"])
+        y = y + p["x"].float() * self.D.float().reshape(2 * self.num_heads, 1)
+        return y.reshape(batch, length, 2, d).to(u.dtype)
+
+
+__all__ = ["Mamba2Mixer", "ssd_chunked_scan", "segment_sum", "mamba_chunk_scan_kernel"]

@@ -1,0 +1,435 @@
+"""MambaCode models: the BiGS/CodeSSM layer around either SSM mixer, the encoder, and task heads.
+
+This file and its relative imports are what `save_pretrained` copies next to the weights for
+`trust_remote_code` loading, so it depends only on torch, transformers and (optionally) mamba-ssm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import (
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+
+from .configuration_mambacode import MambaCodeConfig
+from .mamba2 import Mamba2Mixer
+from .s4d import S4DKernel, S4DMixer
+
+# auto class -> class name, written into every saved config so any Auto* class loads the folder remotely
+AUTO_MAP = {
+    "AutoConfig": "configuration_mambacode.MambaCodeConfig",
+    "AutoModel": "modeling_mambacode.MambaCodeForRetrieval",
+    "AutoModelForMaskedLM": "modeling_mambacode.MambaCodeForMaskedLM",
+    "AutoModelForTokenClassification": "modeling_mambacode.MambaCodeForTokenClassification",
+    "AutoModelForSequenceClassification": "modeling_mambacode.MambaCodeForSequenceClassification",
+}
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+@dataclass
+class MambaCodeModelOutput(ModelOutput):
+    """Encoder output. `hidden_states` = (embeddings, layer 1, ..., layer n after the final norm)."""
+
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class MambaCodeRetrievalOutput(ModelOutput):
+    """Bi-encoder output: L2-normalised `embeddings` of the first input, `code_embeddings` of the second,
+    the in-batch InfoNCE `loss` when both are given, plus the encoder's token states of the first input."""
+
+    loss: torch.FloatTensor | None = None
+    embeddings: torch.FloatTensor | None = None
+    code_embeddings: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+# ---------------------------------------------------------------------------------------------- layers
+class ShortConv(nn.Module):
+    """The high-frequency path: a grouped 'same'-padded 1-D convolution per direction, in one Conv1d.
+
+    Its output is scaled per channel by `scale` (2, d), initialised to zero so training starts from the
+    plain SSM layer.
+    """
+
+    def __init__(self, hidden_size: int, kernel_size: int, groups: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.conv = nn.Conv1d(2 * hidden_size, 2 * hidden_size, kernel_size, groups=2 * groups,
+                              padding=kernel_size // 2, bias=False)
+        self.scale = nn.Parameter(torch.zeros(2, hidden_size))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        batch, length, _, d = u.shape  # (B, L, 2, d) scan order
+        y = self.conv(u.reshape(batch, length, 2 * d).transpose(1, 2)).transpose(1, 2)
+        return y.reshape(batch, length, 2, d) * self.scale
+
+
+class BidirectionalSSM(nn.Module):
+    """Runs the forward SSM on u_f and the backward SSM on u_b reversed, as one batched call.
+
+    The inputs must be zero at padded positions (the layer ensures it): then a right-padded batch gives
+    each sequence exactly its unpadded result in both directions, because padding only ever precedes
+    (backward) or follows (forward) the real tokens of a causal scan and contributes nothing.
+    """
+
+    def __init__(self, config: MambaCodeConfig, layer_idx: int):
+        super().__init__()
+        d = config.hidden_size
+        if config.mixer == "s4d":
+            self.ssm = S4DMixer(d, config.num_kernels, config.state_size, config.ssm_dt_min, config.ssm_dt_max)
+        else:
+            self.ssm = Mamba2Mixer(d, config.state_size, config.mamba_head_dim, config.mamba_chunk_size,
+                                   config.mamba_dt_min, config.mamba_dt_max, config.use_mamba_kernels)
+        self.short_conv = (
+            ShortConv(d, config.hf_conv_kernel_size, config.hf_conv_groups)
+            if config.layer_has_hf_conv(layer_idx) else None
+        )
+
+    def forward(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = torch.stack([u_f, u_b.flip(1)], dim=2)  # (B, L, 2, d) in each direction's scan order
+        y = self.ssm(u)
+        if self.short_conv is not None:
+            y = y + self.short_conv(u)
+        return y[:, :, 0], y[:, :, 1].flip(1)
+
+
+class MambaCodeLayer(GradientCheckpointingLayer):
+    """One BiGS/CodeSSM layer (PAPER.md section 2): pre-norm, gated, multiplicative direction merge."""
+
+    def __init__(self, config: MambaCodeConfig, layer_idx: int):
+        super().__init__()
+        d, inner = config.hidden_size, config.intermediate_size
+        self.merge = config.direction_merge
+        self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.proj_v = nn.Linear(d, inner)
+        self.proj_uf = nn.Linear(d, d)
+        self.proj_ub = nn.Linear(d, d)
+        self.mixer = BidirectionalSSM(config, layer_idx)
+        self.proj_cf = nn.Linear(d, d)
+        self.proj_cb = nn.Linear(d, d)
+        self.proj_ol = nn.Linear(d, inner)
+        self.proj_o = nn.Linear(inner, d)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm(hidden_states)
+        v = F.gelu(self.proj_v(h))
+        u_f = F.gelu(self.proj_uf(h))
+        u_b = F.gelu(self.proj_ub(h))
+        if mask is not None:  # zero padded positions before the sequence mix (padding invariance)
+            u_f = u_f * mask
+            u_b = u_b * mask
+        y_f, y_b = self.mixer(u_f, u_b)
+        a, b = self.proj_cf(y_f), self.proj_cb(y_b)
+        z = a * b if self.merge == "mul" else a + b
+        out = self.proj_o(F.gelu(self.proj_ol(z)) * v)
+        return hidden_states + self.dropout(out)
+
+
+# ---------------------------------------------------------------------------------------------- base
+class MambaCodePreTrainedModel(PreTrainedModel):
+    config_class = MambaCodeConfig
+    config: MambaCodeConfig
+    base_model_prefix = "mambacode"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MambaCodeLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, (S4DKernel, Mamba2Mixer)):
+            module.reset_parameters()
+        elif isinstance(module, ShortConv):
+            init.zeros_(module.scale)
+        elif isinstance(module, MambaCodeMLMHead):
+            init.zeros_(module.bias)
+        elif isinstance(module, MambaCodeForRetrieval) and module.logit_scale is not None:
+            init.constant_(module.logit_scale, math.log(1.0 / module.config.retrieval_temperature))
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also record every Auto* class in `auto_map`, so any of them loads the folder remotely."""
+        self.config.auto_map = dict(AUTO_MAP)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _add_spectral_anchor(self, loss: torch.Tensor | None) -> torch.Tensor | None:
+        """Add the spectral-preserving regulariser (config.spectral_anchor_weight > 0) to a training loss."""
+        weight = self.config.spectral_anchor_weight
+        if loss is None or weight <= 0 or not self.training:
+            return loss
+        from .spectral_anchor import spectral_anchor_penalty
+
+        return loss + weight * spectral_anchor_penalty(self).to(loss.dtype)
+
+    def _check_length(self, input_ids: torch.Tensor) -> None:
+        limit = self.config.max_position_embeddings
+        if input_ids.shape[-1] > limit:
+            raise ValueError(
+                f"input_ids has length {input_ids.shape[-1]} but this model accepts at most "
+                f"max_position_embeddings={limit} tokens; truncate in the tokenizer "
+                f"(truncation=True, max_length={limit}) or raise config.max_position_embeddings."
+            )
+
+
+class MambaCodeModel(MambaCodePreTrainedModel):
+    """The bare encoder: token embeddings (no position embeddings), SSM layers, final LayerNorm."""
+
+    def __init__(self, config: MambaCodeConfig):
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = nn.ModuleList(MambaCodeLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings = value
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_hidden_states=None,
+                return_dict=None, **kwargs) -> MambaCodeModelOutput:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("MambaCodeModel.forward: pass exactly one of input_ids or inputs_embeds.")
+        output_hidden_states = (output_hidden_states if output_hidden_states is not None
+                                else self.config.output_hidden_states)
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        if inputs_embeds is None:
+            self._check_length(input_ids)
+            inputs_embeds = self.embeddings(input_ids)
+        elif inputs_embeds.shape[1] > self.config.max_position_embeddings:
+            self._check_length(inputs_embeds[..., 0])
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask.to(inputs_embeds.dtype).unsqueeze(-1)
+        x = self.dropout(inputs_embeds)
+        all_hidden = [x] if output_hidden_states else None
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask)
+            if output_hidden_states and i < len(self.layers) - 1:
+                all_hidden.append(x)
+        x = self.norm_f(x)
+        if output_hidden_states:
+            all_hidden.append(x)
+        hidden = tuple(all_hidden) if output_hidden_states else None
+        if not return_dict:
+            return tuple(t for t in (x, hidden) if t is not None)
+        return MambaCodeModelOutput(last_hidden_state=x, hidden_states=hidden)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:
+    """Pool token states (B, L, d) to (B, d), ignoring padding."""
+    if attention_mask is None:
+        attention_mask = torch.ones(hidden.shape[:2], device=hidden.device, dtype=hidden.dtype)
+    m = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "max":
+        return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+# ---------------------------------------------------------------------------------------------- heads
+class MambaCodeMLMHead(nn.Module):
+    def __init__(self, config: MambaCodeConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden):
+        return self.decoder(self.norm(F.gelu(self.dense(hidden)))) + self.bias
+
+
+class MambaCodeForMaskedLM(MambaCodePreTrainedModel):
+    _tied_weights_keys = {"lm_head.decoder.weight": "mambacode.embeddings.weight"}
+
+    def __init__(self, config: MambaCodeConfig):
+        super().__init__(config)
+        self.mambacode = MambaCodeModel(config)
+        self.lm_head = MambaCodeMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head.decoder = new_embeddings
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                output_hidden_states=None, return_dict=None, **kwargs) -> MaskedLMOutput:
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                             output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.lm_head(out.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
+        loss = self._add_spectral_anchor(loss)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+class MambaCodeForRetrieval(MambaCodePreTrainedModel):
+    """Bi-encoder for code search: one shared encoder for queries and code, pooled and L2-normalised.
+
+    With both inputs given, the loss is the in-batch InfoNCE (query i's positive is code i; every other
+    code in the batch is a negative) at temperature `config.retrieval_temperature` (a learnable
+    log-inverse temperature if `config.learnable_temperature`).
+    """
+
+    def __init__(self, config: MambaCodeConfig):
+        super().__init__(config)
+        self.mambacode = MambaCodeModel(config)
+        self.logit_scale = (nn.Parameter(torch.tensor(math.log(1.0 / config.retrieval_temperature)))
+                            if config.learnable_temperature else None)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.mambacode.embeddings
+
+    def temperature(self) -> torch.Tensor:
+        if self.logit_scale is not None:
+            return torch.exp(-self.logit_scale.clamp(max=math.log(100.0)))
+        return torch.tensor(self.config.retrieval_temperature)
+
+    def embed(self, input_ids, attention_mask=None, output_hidden_states=None):
+        out = self.mambacode(input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True)
+        pooled = pool(out.last_hidden_state, attention_mask, self.config.pooling)
+        return F.normalize(pooled.float(), dim=-1), out
+
+    def forward(self, input_ids=None, attention_mask=None, code_input_ids=None, code_attention_mask=None,
+                output_hidden_states=None, return_dict=None, **kwargs) -> MambaCodeRetrievalOutput:
+        emb, out = self.embed(input_ids, attention_mask, output_hidden_states)
+        code_emb = logits = loss = None
+        if code_input_ids is not None:
+            code_emb, _ = self.embed(code_input_ids, code_attention_mask)
+            logits = emb @ code_emb.T / self.temperature().to(emb.device)
+            loss = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+            loss = self._add_spectral_anchor(loss)
+        return MambaCodeRetrievalOutput(loss=loss, embeddings=emb, code_embeddings=code_emb, logits=logits,
+                                        last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states)
+
+    @torch.no_grad()
+    def encode(self, texts, tokenizer, batch_size: int = 32, max_length: int | None = None,
+               show_progress_bar: bool | None = None, device=None) -> torch.Tensor:
+        """Embed `texts` -> (n, d) float tensor of L2-normalised embeddings, in the input order.
+
+        Texts are sorted by tokenized length so that each batch carries little padding. Inputs longer than
+        `max_length` (default: `config.max_position_embeddings`) are truncated to their first tokens.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        max_length = min(max_length or self.config.max_position_embeddings, self.config.max_position_embeddings)
+        device = device or next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        result = torch.empty(len(texts), self.config.hidden_size)
+        starts = range(0, len(order), batch_size)
+        if show_progress_bar is None:
+            show_progress_bar = len(starts) > 1
+        try:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="encode", disable=not show_progress_bar)
+        except ImportError:
+            pass
+        for start in starts:
+            idx = order[start:start + batch_size]
+            batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                              return_tensors="pt")
+            emb, _ = self.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            result[idx] = emb.cpu()
+        self.train(was_training)
+        return result
+
+
+class MambaCodeForTokenClassification(MambaCodePreTrainedModel):
+    def __init__(self, config: MambaCodeConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.mambacode = MambaCodeModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                output_hidden_states=None, return_dict=None, **kwargs) -> TokenClassifierOutput:
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                             output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1), ignore_index=-100)
+        loss = self._add_spectral_anchor(loss)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+class MambaCodeForSequenceClassification(MambaCodePreTrainedModel):
+    def __init__(self, config: MambaCodeConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.mambacode = MambaCodeModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                output_hidden_states=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                             output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.classifier(self.dropout(pool(out.last_hidden_state, attention_mask, self.config.pooling)))
+        loss = None
+        if labels is not None:
+            problem = self.config.problem_type
+            if problem is None:
+                problem = ("regression" if self.num_labels == 1 else
+                           "single_label_classification" if labels.dtype in (torch.long, torch.int) else
+                           "multi_label_classification")
+            if problem == "regression":
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            elif problem == "single_label_classification":
+                loss = F.cross_entropy(logits.float(), labels.view(-1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        loss = self._add_spectral_anchor(loss)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+def count_parameters(config: MambaCodeConfig) -> int:
+    """Exact parameter count of the bare encoder for `config`, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = MambaCodeModel(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = [
+    "MambaCodePreTrainedModel",
+    "MambaCodeModel",
+    "MambaCodeForMaskedLM",
+    "MambaCodeForRetrieval",
+    "MambaCodeForTokenClassification",
+    "MambaCodeForSequenceClassification",
+    "MambaCodeModelOutput",
+    "MambaCodeRetrievalOutput",
+    "count_parameters",
+    "pool",
+]
