@@ -12,6 +12,7 @@ MIXERS = ("s4d", "mamba2")
 MERGES = ("mul", "add")
 POOLINGS = ("mean", "cls", "max")
 KERNEL_CHOICES = ("auto", True, False)
+SPECTRAL_ANCHOR_WEIGHTINGS = ("uniform", "low", "high", "bands")
 
 
 class MambaCodeConfig(PretrainedConfig):
@@ -42,6 +43,10 @@ class MambaCodeConfig(PretrainedConfig):
         retrieval_temperature: InfoNCE temperature; `learnable_temperature` makes it a parameter.
         spectral_anchor_weight: weight of the spectral-preserving regulariser (0 disables it; see
             `mambacode.spectral`).
+        spectral_anchor_length: kernel length L at which the regulariser compares log-magnitude spectra
+            (L // 2 + 1 frequency bins; longer is closer to the L = 4096 analysis, shorter is cheaper).
+        spectral_anchor_weighting: frequency weighting of the drift: `"uniform"`, `"low"` (linear ramp, 1 at
+            DC to 0 at Nyquist), `"high"` (the reverse ramp) or `"bands"` (only the two LHFR bands).
     """
 
     model_type = "mambacode"
@@ -72,6 +77,8 @@ class MambaCodeConfig(PretrainedConfig):
         retrieval_temperature: float = 0.05,
         learnable_temperature: bool = False,
         spectral_anchor_weight: float = 0.0,
+        spectral_anchor_length: int = 1024,
+        spectral_anchor_weighting: str = "uniform",
         hidden_dropout_prob: float = 0.0,
         layer_norm_eps: float = 1e-5,
         initializer_range: float = 0.02,
@@ -105,6 +112,8 @@ class MambaCodeConfig(PretrainedConfig):
         self.retrieval_temperature = retrieval_temperature
         self.learnable_temperature = learnable_temperature
         self.spectral_anchor_weight = spectral_anchor_weight
+        self.spectral_anchor_length = spectral_anchor_length
+        self.spectral_anchor_weighting = spectral_anchor_weighting
         self.hidden_dropout_prob = hidden_dropout_prob
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
@@ -168,42 +177,62 @@ class MambaCodeConfig(PretrainedConfig):
             fail("retrieval_temperature", self.retrieval_temperature, "a positive float")
         if self.spectral_anchor_weight < 0:
             fail("spectral_anchor_weight", self.spectral_anchor_weight, "a float >= 0")
+        if (isinstance(self.spectral_anchor_length, bool) or not isinstance(self.spectral_anchor_length, int)
+                or self.spectral_anchor_length < 8):
+            fail("spectral_anchor_length", self.spectral_anchor_length, "an integer >= 8")
+        if self.spectral_anchor_weighting not in SPECTRAL_ANCHOR_WEIGHTINGS:
+            fail("spectral_anchor_weighting", self.spectral_anchor_weighting,
+                 f"one of {SPECTRAL_ANCHOR_WEIGHTINGS}")
 
     def layer_has_hf_conv(self, layer_idx: int) -> bool:
         return bool(self.hf_conv) and (self.hf_conv_layers is None or layer_idx in self.hf_conv_layers)
 
     # ------------------------------------------------------------------ parameter matching
     @classmethod
-    def parameter_matched(cls, baseline: "MambaCodeConfig", tolerance: float = 0.02, **changes) -> "MambaCodeConfig":
-        """Return `baseline` with `changes` applied and the depth that best matches its parameter count.
+    def parameter_matched(cls, baseline: "MambaCodeConfig", tolerance: float = 0.02, multiple_of: int = 8,
+                          **changes) -> "MambaCodeConfig":
+        """Return `baseline` with `changes` applied, at the parameter count of `baseline`.
 
-        The paper keeps CodeSSM-HF at the baseline's size by dropping a layer (12 -> 11). Counts are exact
-        (the model is built on the meta device). Raises ValueError if no depth is within `tolerance`.
+        As the paper does for CodeSSM-HF (12 -> 11 layers), the depth is chosen first: the one whose count
+        is closest to the baseline's. If that is still more than `tolerance` away (at BERT-base width a
+        kernel-3 groups-8 path costs about half a layer, so 11 layers land 3% low), `intermediate_size` is
+        then adjusted, in steps of `multiple_of`, to absorb the rest. Counts are exact (meta-device build).
+        Raises ValueError if the result is not within `tolerance`.
         """
         from .modeling_mambacode import count_parameters  # local import: config must not need the model
 
         target = count_parameters(baseline)
         fields = baseline.to_dict()
-        for key in ("auto_map", "architectures", "transformers_version", "model_type"):
+        for key in ("auto_map", "architectures", "transformers_version", "model_type", "num_hidden_layers"):
             fields.pop(key, None)
         fields.update(changes)
-        fields.pop("num_hidden_layers", None)
-        best = None
-        for depth in range(1, 2 * baseline.num_hidden_layers + 2):
-            layers = fields.get("hf_conv_layers")
-            cand_fields = dict(fields)
-            if layers is not None:
-                cand_fields["hf_conv_layers"] = [i for i in layers if i < depth]
-            candidate = cls(num_hidden_layers=depth, **cand_fields)
-            rel = abs(count_parameters(candidate) - target) / target
-            if best is None or rel < best[0]:
-                best = (rel, candidate)
-        if best[0] > tolerance:
+
+        def build(depth, **extra):
+            cand = dict(fields, **extra)
+            if cand.get("hf_conv_layers") is not None:
+                cand["hf_conv_layers"] = [i for i in cand["hf_conv_layers"] if i < depth]
+            config = cls(num_hidden_layers=depth, **cand)
+            return config, abs(count_parameters(config) - target) / target
+
+        best, rel = min((build(depth) for depth in range(1, 2 * baseline.num_hidden_layers + 2)),
+                        key=lambda pair: pair[1])
+        if rel > tolerance:
+            # parameters are affine in intermediate_size: solve for it, then round to `multiple_of`
+            inner = best.intermediate_size
+            lo = count_parameters(best)
+            hi = count_parameters(build(best.num_hidden_layers, intermediate_size=inner + multiple_of)[0])
+            per_step = (hi - lo) / multiple_of
+            wanted = inner + (target - lo) / per_step
+            candidates = {max(multiple_of, int(wanted // multiple_of) * multiple_of + k * multiple_of) for k in (0, 1)}
+            best, rel = min((build(best.num_hidden_layers, intermediate_size=i) for i in candidates),
+                            key=lambda pair: pair[1])
+        if rel > tolerance:
             raise ValueError(
-                f"parameter_matched: no depth keeps the parameter count within {tolerance:.1%} of the baseline "
-                f"({target:,} parameters); the closest is {best[1].num_hidden_layers} layers at {best[0]:.2%}."
+                f"parameter_matched: cannot reach the baseline's {target:,} parameters within {tolerance:.2%}; "
+                f"the closest is {best.num_hidden_layers} layers, intermediate_size={best.intermediate_size} "
+                f"at {rel:.2%}."
             )
-        return best[1]
+        return best
 
 
 __all__ = ["MambaCodeConfig"]
