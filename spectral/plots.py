@@ -1,0 +1,180 @@
+"""Figures of SSM-Interpret: magnitude responses per layer, centroid vs log10 LHFR with the class regions,
+the per-layer shift summary, and the hf_conv bands.
+
+Built on matplotlib's object API (Figure + Agg canvas), not pyplot: no global state, no GUI backend, safe
+inside a training process. Files are written atomically (temporary file, then os.replace).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from .metrics import Thresholds, magnitude_response
+
+DIRECTION_COLORS = {"forward": "tab:blue", "backward": "tab:orange"}
+CHECKPOINT_STYLES = ("-", "--", ":", "-.")
+CHECKPOINT_MARKERS = ("o", "X", "s", "^")
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path: str) -> str:
+    """Write `fig` to `path` atomically; the format comes from the extension (png, pdf, svg)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fmt = os.path.splitext(path)[1].lstrip(".") or "png"
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + fmt, dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=fmt)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def figure_to_array(fig) -> np.ndarray:
+    """RGB uint8 image (H, W, 3) of `fig`, e.g. for SummaryWriter.add_image(..., dataformats='HWC')."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def _db(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    freqs, mag = magnitude_response(kernel)
+    if not mag.any():
+        return None
+    return freqs, 20 * np.log10(np.maximum(mag, mag.max() * 1e-12))
+
+
+def _grid(n: int, ncols: int = 4):
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig = _figure(3.4 * ncols, 2.6 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def plot_magnitude_responses(checkpoints: list[tuple[str, list]], kinds=("s4d", "mamba2"), title=None):
+    """One panel per layer: |K^| in dB of every kernel of `kinds`, colour = direction, line style = checkpoint.
+
+    checkpoints: [(label, records)], e.g. [("pretrained", recs_a), ("fine-tuned", recs_b)].
+    """
+    layers = sorted({r.layer for _, recs in checkpoints for r in recs if r.kind in kinds})
+    if not layers:
+        return None
+    fig, axes = _grid(len(layers))
+    for ax, layer in zip(axes, layers):
+        for c, (label, recs) in enumerate(checkpoints):
+            style = CHECKPOINT_STYLES[c % len(CHECKPOINT_STYLES)]
+            for r in recs:
+                if r.layer != layer or r.kind not in kinds:
+                    continue
+                curve = _db(r.kernel)
+                if curve is None:
+                    continue
+                ax.plot(*curve, style, color=DIRECTION_COLORS[r.direction], lw=0.9, alpha=0.8)
+        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.set_xlim(0, 0.5)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("|K^| (dB)", fontsize=8)
+    axes[0].set_xlabel("frequency (cycles/token)", fontsize=8)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=col, label=d) for d, col in DIRECTION_COLORS.items()]
+    handles += [Line2D([], [], color="gray", ls=CHECKPOINT_STYLES[c % len(CHECKPOINT_STYLES)], label=label)
+                for c, (label, _) in enumerate(checkpoints)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+    fig.suptitle(title or "Kernel magnitude responses", fontsize=10)
+    return fig
+
+
+def plot_hf_conv_responses(checkpoints: list[tuple[str, list]]):
+    """The hf_conv groups' frequency responses (linear magnitude), one panel per layer carrying the path."""
+    return plot_magnitude_responses(checkpoints, kinds=("hf_conv",), title="hf_conv (short convolution) responses")
+
+
+def plot_centroid_lhfr(checkpoints: list[tuple[str, list, list]], thresholds: Thresholds = Thresholds()):
+    """Centroid vs log10 LHFR of every SSM kernel, with the class regions; arrows join the same kernel
+    across checkpoints. checkpoints: [(label, records, metrics)] with metrics aligned to records."""
+    fig = _figure(7.5, 5.5)
+    ax = fig.subplots()
+    points = [(label, [(r, m) for r, m in zip(recs, mets) if r.kind != "hf_conv"
+                       and np.isfinite(m["centroid"]) and not np.isnan(m["log10_lhfr"])])
+              for label, recs, mets in checkpoints]
+    ys = [m["log10_lhfr"] for _, pts in points for _, m in pts if np.isfinite(m["log10_lhfr"])]
+    lo = min([thresholds.highpass_log10_lhfr - 1.5] + ys) - 0.5
+    hi = max([thresholds.lowpass_log10_lhfr + 1.5] + ys) + 0.5
+    clip = lambda y: float(np.clip(y, lo, hi))  # noqa: E731  (infinite LHFR sits on the frame)
+    c, hp, lp = thresholds.centroid, thresholds.highpass_log10_lhfr, thresholds.lowpass_log10_lhfr
+    ax.fill_between([0, c], lp, hi, color="tab:green", alpha=0.12, label="low-pass")
+    ax.fill_between([c, 0.5], hp, lp, color="tab:purple", alpha=0.12, label="band-pass")
+    ax.fill_between([c, 0.5], lo, hp, color="tab:red", alpha=0.12, label="high-pass")
+    layers = sorted({r.layer for _, pts in points for r, _ in pts}) or [0]
+    from matplotlib import colormaps
+
+    colors = colormaps["viridis"]
+    norm = lambda layer: layers.index(layer) / max(1, len(layers) - 1)  # noqa: E731
+    by_key = []
+    for k, (label, pts) in enumerate(points):
+        marker = CHECKPOINT_MARKERS[k % len(CHECKPOINT_MARKERS)]
+        xs = [m["centroid"] for _, m in pts]
+        ys_ = [clip(m["log10_lhfr"]) for _, m in pts]
+        col = [colors(norm(r.layer)) for r, _ in pts]
+        ax.scatter(xs, ys_, c=col, marker=marker, s=28, edgecolors="k", linewidths=0.3, label=label, zorder=3)
+        by_key.append({r.key: (x, y) for (r, _), x, y in zip(pts, xs, ys_)})
+    for a, b in zip(by_key, by_key[1:]):
+        for key in a.keys() & b.keys():
+            (x0, y0), (x1, y1) = a[key], b[key]
+            if abs(x1 - x0) + abs(y1 - y0) > 1e-9:
+                ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "lw": 0.5, "color": "gray"})
+    ax.set_xlim(0, 0.5)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("spectral centroid (cycles/token)")
+    ax.set_ylabel("log10 LHFR")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    sm = ScalarMappable(norm=Normalize(min(layers), max(layers)), cmap=colors)
+    bar = fig.colorbar(sm, ax=ax, label="layer")
+    bar.set_ticks(layers if len(layers) <= 24 else layers[:: math.ceil(len(layers) / 12)])
+    ax.set_title("Centroid vs log10 LHFR (class regions of PAPER.md section 4)", fontsize=10)
+    return fig
+
+
+def plot_layer_summary(layers: list[int], values: dict[str, list[float]], ylabel: str, title: str):
+    """Grouped bars per layer, one bar per direction (e.g. mean |delta log10 LHFR|)."""
+    fig = _figure(max(5.0, 0.5 * len(layers) + 2), 3.6)
+    ax = fig.subplots()
+    x = np.arange(len(layers))
+    width = 0.8 / max(1, len(values))
+    for j, (direction, ys) in enumerate(values.items()):
+        ax.bar(x + (j - (len(values) - 1) / 2) * width, np.nan_to_num(np.asarray(ys, float), nan=0.0), width,
+               color=DIRECTION_COLORS.get(direction), label=direction)
+    ax.set_xticks(x, [str(layer) for layer in layers])
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+__all__ = ["plot_magnitude_responses", "plot_hf_conv_responses", "plot_centroid_lhfr", "plot_layer_summary",
+           "save_figure", "figure_to_array"]
