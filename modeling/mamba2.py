@@ -162,7 +162,13 @@ class Mamba2Mixer(nn.Module):
             return kernel(x.contiguous(), dt.contiguous(), A, B, C, chunk_size=self.chunk_size).float()
         return ssd_chunked_scan(x, dt, A, B, C, self.chunk_size)
 
+    def bidirectional(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u_f, u_b) in the original order -> (y_f, y_b) in the original order: one scan, 2H heads."""
+        y = self(torch.stack([u_f, u_b.flip(1)], dim=2))
+        return y[:, :, 0], y[:, :, 1].flip(1)
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """u: (B, L, 2, d) in each direction's scan order (the backward input already reversed)."""
         batch, length, _, d = u.shape
         p = self.selective_params(u)
         y = self.scan(p["x"], p["dt"], p["A"], p["B"], p["C"])

@@ -60,31 +60,38 @@ class MambaCodeRetrievalOutput(ModelOutput):
 
 # ---------------------------------------------------------------------------------------------- layers
 class ShortConv(nn.Module):
-    """The high-frequency path: a grouped 'same'-padded 1-D convolution per direction, in one Conv1d.
+    """The high-frequency path: a grouped 'same'-padded 1-D convolution per direction, in one conv call.
 
-    Its output is scaled per channel by `scale` (2, d), initialised to zero so training starts from the
-    plain SSM layer.
+    Channels [0, d) of `conv` belong to the forward direction, [d, 2d) to the backward one, whose taps are
+    read in reversed-sequence order (it is the forward computation on the reversed sequence, like its
+    SSM). The output is scaled per channel by `scale` (2, d), initialised to zero so training starts from
+    the plain SSM layer.
     """
 
     def __init__(self, hidden_size: int, kernel_size: int, groups: int):
         super().__init__()
         self.hidden_size = hidden_size
+        self.groups = groups
         self.conv = nn.Conv1d(2 * hidden_size, 2 * hidden_size, kernel_size, groups=2 * groups,
                               padding=kernel_size // 2, bias=False)
         self.scale = nn.Parameter(torch.zeros(2, hidden_size))
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        batch, length, _, d = u.shape  # (B, L, 2, d) scan order
-        y = self.conv(u.reshape(batch, length, 2 * d).transpose(1, 2)).transpose(1, 2)
-        return y.reshape(batch, length, 2, d) * self.scale
+    def forward(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.hidden_size
+        w = self.conv.weight
+        w = torch.cat([w[:d], w[d:].flip(-1)])
+        x = torch.cat([u_f, u_b], dim=-1).transpose(1, 2)
+        y = F.conv1d(x, w.to(x.dtype), padding=self.conv.padding, groups=2 * self.groups).transpose(1, 2)
+        return y[..., :d] * self.scale[0], y[..., d:] * self.scale[1]
 
 
 class BidirectionalSSM(nn.Module):
-    """Runs the forward SSM on u_f and the backward SSM on u_b reversed, as one batched call.
+    """The forward SSM on u_f and the backward SSM on u_b reversed (plus the optional HF path).
 
-    The inputs must be zero at padded positions (the layer ensures it): then a right-padded batch gives
-    each sequence exactly its unpadded result in both directions, because padding only ever precedes
-    (backward) or follows (forward) the real tokens of a causal scan and contributes nothing.
+    Inputs and outputs are (B, L, d) in the original order. The inputs must be zero at padded positions
+    (the layer ensures it): then a right-padded batch gives each sequence exactly its unpadded result in
+    both directions, because padding only ever follows (forward) or precedes (backward, in its scan
+    order) the real tokens of a causal scan and contributes nothing.
     """
 
     def __init__(self, config: MambaCodeConfig, layer_idx: int):
@@ -101,11 +108,11 @@ class BidirectionalSSM(nn.Module):
         )
 
     def forward(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u = torch.stack([u_f, u_b.flip(1)], dim=2)  # (B, L, 2, d) in each direction's scan order
-        y = self.ssm(u)
+        y_f, y_b = self.ssm.bidirectional(u_f, u_b)
         if self.short_conv is not None:
-            y = y + self.short_conv(u)
-        return y[:, :, 0], y[:, :, 1].flip(1)
+            h_f, h_b = self.short_conv(u_f, u_b)
+            y_f, y_b = y_f + h_f, y_b + h_b
+        return y_f, y_b
 
 
 class MambaCodeLayer(GradientCheckpointingLayer):
@@ -209,7 +216,7 @@ class MambaCodeModel(MambaCodePreTrainedModel):
             raise ValueError("MambaCodeModel.forward: pass exactly one of input_ids or inputs_embeds.")
         output_hidden_states = (output_hidden_states if output_hidden_states is not None
                                 else self.config.output_hidden_states)
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if inputs_embeds is None:
             self._check_length(input_ids)
             inputs_embeds = self.embeddings(input_ids)

@@ -65,11 +65,52 @@ def fft_size(length: int) -> int:
     return 1 << (2 * length - 1).bit_length()
 
 
-class S4DMixer(nn.Module):
-    """Applies both directions' S4D kernels to u of shape (B, L, 2, d) (direction axis in scan order).
+class FFTConvolution(torch.autograd.Function):
+    """y = K * u along the sequence (causal), or its anti-causal mirror, with a hand-written backward.
 
-    One rfft of the stacked input, one rfft of the (2, G, L) kernels per call, one irfft: both directions
-    and every channel group in a single batched FFT convolution.
+    u: (B, L, d) real; k: (G, L) real kernels over G contiguous channel groups. `anticausal=True` gives
+    y[t] = sum_{s>=t} k[s-t] u[s], which is the causal convolution of the reversed sequence, reversed back:
+    the backward direction without materialising any flipped copy. Autograd through torch.fft would pad
+    to a full complex transform in backward; here backward is two real FFTs per input, and only u and k are
+    saved (the spectrum of u is recomputed rather than stored: half the activation memory).
+    """
+
+    @staticmethod
+    def forward(ctx, u, k, anticausal: bool):
+        batch, length, d = u.shape
+        G = k.shape[0]
+        n = fft_size(length)
+        k_f = torch.fft.rfft(k, n=n)  # (G, F)
+        if anticausal:
+            k_f = k_f.conj()
+        u_f = torch.fft.rfft(u.transpose(1, 2), n=n)  # (B, d, F); the strided transform is the fast one
+        y = torch.fft.irfft(u_f.view(batch, G, d // G, -1) * k_f.unsqueeze(1), n=n)[..., :length]
+        ctx.save_for_backward(u, k_f)
+        ctx.meta = (length, n, G, anticausal)
+        return y.reshape(batch, d, length).transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        u, k_f = ctx.saved_tensors
+        length, n, G, anticausal = ctx.meta
+        batch, _, d = u.shape
+        g_f = torch.fft.rfft(grad_y.transpose(1, 2), n=n).view(batch, G, d // G, -1)
+        grad_u = grad_k = None
+        if ctx.needs_input_grad[0]:  # correlation with the kernel: the adjoint of the convolution
+            grad_u = torch.fft.irfft(g_f * k_f.conj().unsqueeze(1), n=n)[..., :length]
+            grad_u = grad_u.reshape(batch, d, length).transpose(1, 2)
+        if ctx.needs_input_grad[1]:
+            u_f = torch.fft.rfft(u.transpose(1, 2), n=n).view(batch, G, d // G, -1)
+            cross = (u_f * g_f.conj()) if anticausal else (g_f * u_f.conj())
+            grad_k = torch.fft.irfft(cross.sum(dim=(0, 2)), n=n)[..., :length]
+        return grad_u, grad_k, None
+
+
+class S4DMixer(nn.Module):
+    """Both directions' S4D kernels applied to (u_f, u_b), each (B, L, d) in the original order.
+
+    The kernels of both directions are materialised and transformed once per call; the forward direction
+    is a causal FFT convolution, the backward one its anti-causal mirror (no sequence flips).
     """
 
     def __init__(self, hidden_size: int, num_kernels: int, state_size: int, dt_min: float, dt_max: float):
@@ -78,20 +119,20 @@ class S4DMixer(nn.Module):
         self.num_kernels = num_kernels
         self.kernel = S4DKernel(num_kernels, state_size, dt_min, dt_max)
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        batch, length, _, d = u.shape
-        G = self.num_kernels
-        n = fft_size(length)
+    def bidirectional(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        length, d = u_f.shape[1], u_f.shape[2]
         k = self.kernel.materialize(length)  # (2, G, L)
-        k_f = torch.fft.rfft(k, n=n)  # (2, G, F)
-        u32 = u.float()
-        u_f = torch.fft.rfft(u32, n=n, dim=1)  # (B, F, 2, d)
-        freq = u_f.shape[1]
-        y_f = u_f.view(batch, freq, 2, G, d // G) * k_f.permute(2, 0, 1).unsqueeze(-1)
-        y = torch.fft.irfft(y_f.view(batch, freq, 2, d), n=n, dim=1)[:, :length]
-        D = self.kernel.D.float().repeat_interleave(d // G, dim=1)  # (2, d)
-        y = y + u32 * D
-        return y.to(u.dtype)
+        D = self.kernel.D.float().repeat_interleave(d // self.num_kernels, dim=1)  # (2, d)
+        dtype = u_f.dtype
+        u_f, u_b = u_f.float(), u_b.float()
+        y_f = FFTConvolution.apply(u_f, k[0], False) + u_f * D[0]
+        y_b = FFTConvolution.apply(u_b, k[1], True) + u_b * D[1]
+        return y_f.to(dtype), y_b.to(dtype)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """u: (B, L, 2, d) in each direction's scan order (the backward input already reversed)."""
+        y_f, y_b = self.bidirectional(u[:, :, 0], u[:, :, 1].flip(1))
+        return torch.stack([y_f, y_b.flip(1)], dim=2)
 
 
-__all__ = ["S4DKernel", "S4DMixer", "fft_size"]
+__all__ = ["S4DKernel", "S4DMixer", "FFTConvolution", "fft_size"]

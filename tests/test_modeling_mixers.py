@@ -157,3 +157,25 @@ def test_triton_kernel_matches_torch_scan_on_cuda():
     got = kernel(x, dt, A, B, C, chunk_size=64).float()
     ref = ssd_chunked_scan(x, dt, A, B, C, 64)
     assert ((got - ref).abs().max() / ref.abs().max()) < 1e-3
+
+
+@pytest.mark.parametrize("anticausal", [False, True])
+def test_fft_convolution_backward_matches_finite_differences(anticausal):
+    from mambacode.modeling.s4d import FFTConvolution
+
+    u = torch.randn(2, 11, 4, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 11, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: FFTConvolution.apply(a, b, anticausal), (u, k))
+
+
+def test_anticausal_convolution_matches_direct_sum():
+    from mambacode.modeling.s4d import FFTConvolution
+
+    u = torch.randn(1, 9, 2, dtype=torch.float64)
+    k = torch.randn(1, 9, dtype=torch.float64)
+    got = FFTConvolution.apply(u, k, True)
+    ref = torch.zeros_like(u)
+    for t in range(9):
+        for s in range(t, 9):
+            ref[0, t] += k[0, s - t] * u[0, s]
+    torch.testing.assert_close(got, ref)
