@@ -193,9 +193,16 @@ def build_corpus(
 
 
 # ------------------------------------------------------------------------------------------------- rows
+def show_progress_of_saves() -> bool:
+    """datasets' own "Saving the dataset" bars are noise next to ours; keep them only if asked."""
+    return os.environ.get("MAMBACODE_CORPUS_VERBOSE", "") not in ("", "0")
+
+
 def _make_datasets(pairs, docs, types, split_of, config: BuildConfig, skipped: Counter) -> dict:
     import datasets as hf
 
+    if not show_progress_of_saves():
+        hf.disable_progress_bars()
     rows = {task: {s: [] for s in SPLITS} for task in TASKS}
     for p in pairs:
         split = split_of[p["package"]]
@@ -304,7 +311,8 @@ def _save(output_dir, dsets, sources, skipped: Counter, config: BuildConfig, spl
                     "documents": {sp: len(set(ds["doc_id"])) for sp, ds in dd.items()},
                     "token budget": f"{config.long_context.min_tokens}..{config.long_context.max_tokens} code tokens",
                 }
-            dd.save_to_disk(os.path.join(tmp, task))
+            # one shard per split: empty splits need it to load again, and it keeps file layout stable
+            dd.save_to_disk(os.path.join(tmp, task), num_shards={sp: 1 for sp in dd})
             card = render_card(task, sizes, pkgs, source_dicts, relevant, settings, extra)
             with open(os.path.join(tmp, task, "README.md"), "w", encoding="utf-8") as fh:
                 fh.write(card)
