@@ -1,1 +1,70 @@
-"""mambacode.spectral"""
+"""mambacode.spectral: SSM-Interpret, the frequency-domain view of MambaCode kernels (PAPER.md sections 4-5).
+
+- `extract_kernels(model, length=4096, inputs=None)`: one `KernelRecord` per layer x direction x kernel
+  group / head (s4d exact, mamba2 input-dependent effective kernel, hf_conv response).
+- `spectrum_metrics(kernel, **thresholds)`: dominant frequency, centroid, LHFR, class, receptive field.
+- `spectrum_report`, `shift_report`, `write_report`: per-checkpoint and pretrained-vs-fine-tuned reports.
+- `SpectrumCallback`: the same measurements logged during `Trainer` fine-tuning.
+- `SpectralAnchorRegularizer`, `enable_spectral_anchor`, `SpectralAnchorCallback`: the spectral-preserving
+  regulariser (the penalty itself is `mambacode.modeling.spectral_anchor`).
+Figures (`mambacode.spectral.plots`) import matplotlib on first use only.
+"""
+
+from .callback import SpectrumCallback
+from .kernels import KernelRecord, UnsupportedModelError, extract_kernels, find_encoder, mixer_kind
+from .metrics import Thresholds, classify, magnitude_response, spectrum_metrics, spectrum_metrics_batch
+from .regularizer import (
+    SpectralAnchorCallback,
+    SpectralAnchorRegularizer,
+    clear_spectral_anchor,
+    enable_spectral_anchor,
+    get_spectral_anchor,
+    load_spectral_anchor,
+    save_spectral_anchor,
+    set_spectral_anchor,
+    spectral_anchor_penalty,
+)
+from .report import (
+    ArchitectureMismatchError,
+    ShiftReport,
+    SpectrumReport,
+    check_same_architecture,
+    compare_reports,
+    shift_report,
+    spectrum_report,
+    write_report,
+)
+from .snippets import DEFAULT_SNIPPETS, read_snippets
+
+__all__ = [
+    "extract_kernels",
+    "KernelRecord",
+    "find_encoder",
+    "mixer_kind",
+    "UnsupportedModelError",
+    "spectrum_metrics",
+    "spectrum_metrics_batch",
+    "magnitude_response",
+    "classify",
+    "Thresholds",
+    "spectrum_report",
+    "shift_report",
+    "compare_reports",
+    "write_report",
+    "check_same_architecture",
+    "SpectrumReport",
+    "ShiftReport",
+    "ArchitectureMismatchError",
+    "SpectrumCallback",
+    "SpectralAnchorRegularizer",
+    "SpectralAnchorCallback",
+    "spectral_anchor_penalty",
+    "set_spectral_anchor",
+    "enable_spectral_anchor",
+    "clear_spectral_anchor",
+    "get_spectral_anchor",
+    "save_spectral_anchor",
+    "load_spectral_anchor",
+    "DEFAULT_SNIPPETS",
+    "read_snippets",
+]
