@@ -168,14 +168,14 @@ def build_corpus(
     bar.close()
     parse_seconds = time.perf_counter() - t0
 
-    # ---- splits by package (weights: everything a package contributes)
-    weights: Counter = Counter()
+    # ---- splits by package, balanced for every task at once
+    weights: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for p in pairs:
-        weights[p["package"]] += 1
+        weights[p["package"]][0] += 1
     for d in docs:
-        weights[d["package"]] += len(d["queries"])
+        weights[d["package"]][1] += len(d["queries"])
     for t in types:
-        weights[t["package"]] += 1
+        weights[t["package"]][2] += 1
     split_of = assign_splits(dict(weights), config.split_fractions, config.seed)
 
     datasets = _make_datasets(pairs, docs, types, split_of, config, skipped)

@@ -25,7 +25,11 @@ from .parsing import language_of
 CORPUS_PACKAGES = (
     "anyio",
     "attrs",
+    "babel",
+    "boltons",
     "click",
+    "dask",
+    "django",
     "flask",
     "h11",
     "idna",
@@ -36,16 +40,21 @@ CORPUS_PACKAGES = (
     "more-itertools",
     "mpmath",
     "networkx",
+    "nltk",
+    "pydantic",
     "pygments",
     "pyparsing",
+    "pytest",
     "requests",
     "rich",
     "sqlparse",
     "sympy",
     "toolz",
+    "tornado",
     "typer",
     "urllib3",
     "werkzeug",
+    "xarray",
 )
 
 #: directory names whose files are tests, examples or vendored copies, not library code
