@@ -115,6 +115,31 @@ class BidirectionalSSM(nn.Module):
         return y_f, y_b
 
 
+class GeluGate(torch.autograd.Function):
+    """gelu(a) * gelu(b), saving only a and b: the activations are recomputed in backward.
+
+    The layer's gate `GELU(W_ol z) * GELU(W_v h)` is its widest tensor (intermediate_size per token);
+    autograd would keep four such tensors alive per layer, this keeps two.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return F.gelu(a) * F.gelu(b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        with torch.enable_grad():
+            a_ = a.detach().requires_grad_(ctx.needs_input_grad[0])
+            b_ = b.detach().requires_grad_(ctx.needs_input_grad[1])
+            ga, gb = F.gelu(a_), F.gelu(b_)
+            inputs = [t for t in (a_, b_) if t.requires_grad]
+            grads = iter(torch.autograd.grad(ga * gb, inputs, grad) if inputs else ())
+        return (next(grads) if ctx.needs_input_grad[0] else None,
+                next(grads) if ctx.needs_input_grad[1] else None)
+
+
 class MambaCodeLayer(GradientCheckpointingLayer):
     """One BiGS/CodeSSM layer (PAPER.md section 2): pre-norm, gated, multiplicative direction merge."""
 
@@ -135,7 +160,6 @@ class MambaCodeLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.norm(hidden_states)
-        v = F.gelu(self.proj_v(h))
         u_f = F.gelu(self.proj_uf(h))
         u_b = F.gelu(self.proj_ub(h))
         if mask is not None:  # zero padded positions before the sequence mix (padding invariance)
@@ -144,7 +168,7 @@ class MambaCodeLayer(GradientCheckpointingLayer):
         y_f, y_b = self.mixer(u_f, u_b)
         a, b = self.proj_cf(y_f), self.proj_cb(y_b)
         z = a * b if self.merge == "mul" else a + b
-        out = self.proj_o(F.gelu(self.proj_ol(z)) * v)
+        out = self.proj_o(GeluGate.apply(self.proj_ol(z), self.proj_v(h)))  # GELU(W_ol z) * GELU(W_v h)
         return hidden_states + self.dropout(out)
 
 

@@ -179,3 +179,12 @@ def test_anticausal_convolution_matches_direct_sum():
         for s in range(t, 9):
             ref[0, t] += k[0, s - t] * u[0, s]
     torch.testing.assert_close(got, ref)
+
+
+def test_gelu_gate_matches_autograd_and_finite_differences():
+    from mambacode.modeling.modeling_mambacode import GeluGate
+
+    a = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(GeluGate.apply, (a, b))
+    torch.testing.assert_close(GeluGate.apply(a, b), torch.nn.functional.gelu(a) * torch.nn.functional.gelu(b))
