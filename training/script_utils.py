@@ -1,0 +1,193 @@
+"""What the three run_*.py scripts share: argument groups, logging, resume, callbacks from flags, saving
+with a model card, push to the Hub, and the clear failure of bad inputs."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+logger = logging.getLogger("mambacode.training")
+
+
+@dataclass
+class RunArguments:
+    """Flags about the run itself (not the model, not the data)."""
+
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Start from scratch even if output_dir holds checkpoints (default: resume from the last one)."})
+    probe_callback: bool = field(default=False, metadata={"help": "Attach mambacode.probing.ProbeCallback."})
+    probe_set: Optional[str] = field(default=None, metadata={
+        "help": "Saved ProbeSet for --probe_callback (scripts/probe.py writes one)."})
+    probe_every_n_steps: Optional[int] = field(default=None, metadata={"help": "Probe every N steps (default: at evaluations)."})
+    probe_kinds: str = field(default="linear", metadata={"help": "Probes run by the callback: linear,directprobe."})
+    spectrum_callback: bool = field(default=False, metadata={"help": "Attach mambacode.spectral.SpectrumCallback."})
+    spectrum_every_n_steps: Optional[int] = field(default=None, metadata={"help": "Measure spectra every N steps."})
+    spectrum_length: int = field(default=4096, metadata={"help": "Kernel length of the spectrum callback."})
+    model_card_name: Optional[str] = field(default=None, metadata={"help": "Title of the model card."})
+
+
+def setup_logging(training_args) -> None:
+    import datasets
+    import transformers
+
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    level = training_args.get_process_log_level()
+    logger.setLevel(level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    logger.info("process %d of %d, device %s", training_args.process_index, training_args.world_size,
+                training_args.device)
+
+
+def last_checkpoint(training_args, run_args) -> Optional[str]:
+    """The checkpoint to resume from (transformers-example rules), or None to start fresh."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = training_args.output_dir
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    if not training_args.do_train or run_args.overwrite_output_dir or not os.path.isdir(out):
+        return None
+    found = get_last_checkpoint(out)
+    if found is None and any(n.endswith((".safetensors", ".bin")) for n in os.listdir(out)):
+        raise ValueError(f"output_dir {out} already holds a trained model and no checkpoint to resume from; "
+                         "pass --overwrite_output_dir to train again into it.")
+    if found is not None:
+        logger.info("resuming from %s (pass --overwrite_output_dir to start over)", found)
+    return found
+
+
+def load_dataset_dict(path: str, where: str = "--dataset_path"):
+    """`datasets.load_from_disk` with a clear error for a missing folder."""
+    import datasets
+
+    if not path or not os.path.exists(path):
+        raise FileNotFoundError(f"{where}={path!r} does not exist (build it with scripts/build_corpus.py)")
+    return datasets.load_from_disk(path)
+
+
+def require_split(dsets, split: str, where: str):
+    from .validation import DataValidationError
+
+    if split not in dsets:
+        raise DataValidationError(f"{where} has no split {split!r}; it has {list(dsets)}")
+    return dsets[split]
+
+
+def _accepted(cls, kwargs: dict) -> dict:
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def make_callbacks(run_args, model_args, tokenizer) -> list:
+    """Callbacks asked for by the flags (a missing package is a clear ImportError, not a silent no-op)."""
+    from .callbacks import NaNGuardCallback
+
+    callbacks = [NaNGuardCallback()]
+    if model_args.spectral_anchor_weight > 0:
+        from mambacode.spectral.regularizer import SpectralAnchorCallback
+
+        callbacks.append(SpectralAnchorCallback())
+    if run_args.probe_callback:
+        from .callbacks import __getattr__ as lazy
+
+        ProbeCallback = lazy("ProbeCallback")
+        if not run_args.probe_set:
+            raise ValueError("--probe_callback needs --probe_set (a ProbeSet folder; scripts/probe.py saves one "
+                             "under its output_dir)")
+        callbacks.append(ProbeCallback(**_accepted(ProbeCallback, {
+            "probe_set": run_args.probe_set, "tokenizer": tokenizer, "every_n_steps": run_args.probe_every_n_steps,
+            "probes": tuple(p.strip() for p in run_args.probe_kinds.split(",") if p.strip())})))
+    if run_args.spectrum_callback:
+        from .callbacks import __getattr__ as lazy
+
+        SpectrumCallback = lazy("SpectrumCallback")
+        callbacks.append(SpectrumCallback(**_accepted(SpectrumCallback, {
+            "every_n_steps": run_args.spectrum_every_n_steps, "length": run_args.spectrum_length,
+            "tokenizer": tokenizer})))
+    return callbacks
+
+
+def attach(trainer, callbacks) -> None:
+    """Give callbacks that want it (ProbeCallback.attach) a handle on the trainer."""
+    for cb in callbacks:
+        if hasattr(cb, "attach"):
+            cb.attach(trainer)
+
+
+def train_guarded(trainer, checkpoint) -> object:
+    """trainer.train(); a NonFiniteLossError is logged with its message and exits with status 1."""
+    from .callbacks import NonFiniteLossError
+
+    try:
+        return trainer.train(resume_from_checkpoint=checkpoint)
+    except NonFiniteLossError as exc:
+        logger.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def save_with_card(trainer, tokenizer, task: str, model_args, data_description: str, metrics: dict,
+                   dataset_name: str | None, run_args) -> None:
+    """Save model + tokenizer and write README.md (main process only)."""
+    from .model_card import write_model_card
+
+    trainer.save_model()
+    if not trainer.is_world_process_zero():
+        return
+    tokenizer.save_pretrained(trainer.args.output_dir)
+    args = trainer.args
+    training = {"learning_rate": args.learning_rate, "per_device_train_batch_size": args.per_device_train_batch_size,
+                "num_processes": args.world_size, "max_steps": trainer.state.max_steps,
+                "num_train_epochs": args.num_train_epochs, "lr_scheduler_type": str(args.lr_scheduler_type),
+                "warmup_steps": args.warmup_steps, "seed": args.seed}
+    model = trainer.model
+    write_model_card(args.output_dir, model.config, task, model_name=run_args.model_card_name,
+                     metrics=metrics, dataset=dataset_name, data_description=data_description,
+                     base_model=model_args.model_name_or_path, training=training,
+                     num_parameters=sum(p.numel() for p in model.parameters()),
+                     probe_summary=_probe_summary(args.output_dir), spectrum_summary=_spectrum_summary(args.output_dir))
+
+
+def _probe_summary(folder: str) -> str | None:
+    path = os.path.join(folder, "probe_log.jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    if not lines:
+        return None
+    last = lines[-1]
+    scalars = {k: v for k, v in (last.get("metrics") or last).items() if isinstance(v, (int, float))}
+    body = "\n".join(f"| {k} | {v:.3f} |" for k, v in sorted(scalars.items())[:40])
+    return f"Last of {len(lines)} probe runs during training:\n\n| probe | accuracy |\n|---|---|\n{body}"
+
+
+def _spectrum_summary(folder: str) -> str | None:
+    path = os.path.join(folder, "spectrum_log.jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        n = sum(1 for line in f if line.strip())
+    return f"{n} spectrum measurements during training in `spectrum_log.jsonl`."
+
+
+def finish(trainer, kwargs: dict) -> None:
+    """Push to the Hub as transformers' examples do (only with --push_to_hub)."""
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub(**kwargs)
+
+
+def data_error_exit(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+__all__ = ["RunArguments", "setup_logging", "last_checkpoint", "load_dataset_dict", "require_split", "make_callbacks",
+           "attach", "train_guarded", "save_with_card", "finish", "data_error_exit"]
