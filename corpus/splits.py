@@ -5,7 +5,9 @@ exactly one split, and in the same split for every task (pretraining on train co
 package). Packages are dealt largest first (sizes bucketed by powers of two, the order inside a bucket
 shuffled with a fixed seed); each goes to the split that is furthest below its target share, measured
 per task and weighted by what the package brings to each task. This keeps every task's splits close to
-the fractions even when a few packages dominate one task (sympy for retrieval, rich for types).
+the fractions even when a few packages dominate one task (sympy for retrieval, rich for types);
+packages larger than half of a small split's target go to train, so that validation and test are
+made of many packages rather than one or two.
 """
 
 from __future__ import annotations
@@ -52,7 +54,12 @@ def assign_splits(
         return sum(w * (target[s] - filled[s][t]) / target[s] for t, w in enumerate(weight))
 
     for p in order:
-        split = max(open_splits, key=lambda s: (need(s, p), -SPLITS.index(s)))
+        # a package bigger than half a small split's target would make that split one package: train it
+        # (only with enough packages to go round: tiny corpora still get every split)
+        fits = open_splits
+        if len(packages) >= 20:
+            fits = [s for s in open_splits if s == "train" or max(share[p]) <= 0.5 * target[s]]
+        split = max(fits, key=lambda s: (need(s, p), -SPLITS.index(s)))
         out[p] = split
         for t in range(ntasks):
             filled[split][t] += share[p][t]

@@ -298,3 +298,18 @@ def test_corpus_extra_matches_package_list():
     names = sorted(p.split("==")[0].lower() for p in pins)
     assert names == sorted(CORPUS_PACKAGES)
     assert all("==" in p for p in pins)
+
+
+def test_assign_splits_balances_and_keeps_big_packages_in_train():
+    from mambacode.corpus import assign_splits
+
+    sizes = {"huge": (500, 10, 0), **{f"p{i}": (10 + i, 5, i % 3) for i in range(60)}}
+    a = assign_splits(sizes, seed=1)
+    assert a == assign_splits(dict(reversed(list(sizes.items()))), seed=1)  # input order does not matter
+    assert a["huge"] == "train"
+    counts = {s: sum(sizes[p][0] for p in a if a[p] == s) for s in ("train", "validation", "test")}
+    total = sum(counts.values())
+    assert abs(counts["validation"] / total - 0.1) < 0.03 and abs(counts["test"] / total - 0.1) < 0.03
+    assert sum(1 for p in a if a[p] == "test") >= 5
+    with pytest.raises(ValueError, match="fractions"):
+        assign_splits(sizes, fractions=(0.5, 0.5, 0.5))
