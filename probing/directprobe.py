@@ -99,6 +99,7 @@ class DirectProbe:
         sep = set()  # frozenset({i, j}) of clusters certified separable
         stuck = set()  # singleton pairs that cannot be split further (identical points)
 
+        split_mode = "fast" if self.exact else "svm"
         # phase 1 + 2: split until every cross-label pair is certified separable
         pbar = tqdm(desc="DirectProbe split", disable=not self.verbose, unit="check")
         while True:
@@ -110,7 +111,7 @@ class DirectProbe:
                 if li == lj or key in sep or key in stuck:
                     continue
                 pbar.update(1)
-                if separable(X[clusters[i][1]], X[clusters[j][1]], self.stats_, exact=False):
+                if separable(X[clusters[i][1]], X[clusters[j][1]], self.stats_, mode=split_mode):
                     sep.add(key)
                     continue
                 bad = (i, j)
@@ -138,7 +139,7 @@ class DirectProbe:
                         sep.discard(key)
                 split_any = True
             if not split_any:  # two singletons that the checks cannot separate: decide exactly
-                ok = separable(X[clusters[i][1]], X[clusters[j][1]], self.stats_, exact=True)
+                ok = separable(X[clusters[i][1]], X[clusters[j][1]], self.stats_, mode="exact")
                 (sep if ok else stuck).add(frozenset((i, j)))
         pbar.close()
 
@@ -158,6 +159,7 @@ class DirectProbe:
         return self
 
     def _merge(self, X, clusters, next_id, stuck):
+        merge_mode = "exact" if self.exact else "svm"
         changed = True
         pbar = tqdm(desc="DirectProbe merge", disable=not self.verbose, unit="merge")
         stuck_ids = {c for key in stuck for c in key}
@@ -196,7 +198,7 @@ class DirectProbe:
                 others.sort(key=lambda c: float(((cents[c] - mc) ** 2).sum()))
                 ok = True
                 for c in others:
-                    if not separable(M, X[clusters[c][1]], self.stats_, exact=self.exact):
+                    if not separable(M, X[clusters[c][1]], self.stats_, mode=merge_mode):
                         ok = False
                         break
                 if not ok:

@@ -81,14 +81,9 @@ def _lp_check(A, B):
     X = np.vstack([A, B])
     mu = X.mean(0)
     Xc = X - mu
-    # work in the affine span of the points: coordinates in an orthonormal basis of span(Xc)
-    if Xc.shape[0] < Xc.shape[1]:
-        U, s, _ = np.linalg.svd(Xc, full_matrices=False)
-        tol = s.max(initial=0.0) * max(Xc.shape) * np.finfo(float).eps
-        r = int((s > tol).sum())
-        Z = U[:, :r] * s[:r]
-    else:
-        Z = Xc
+    # with fewer points than dimensions, w can be taken in span(Xc) (the values w.x on the points do not
+    # change), i.e. w = Xc^T g: the LP in g has n variables and the Gram matrix as constraint matrix
+    Z = Xc @ Xc.T if Xc.shape[0] < Xc.shape[1] else Xc
     scale = np.abs(Z).max() or 1.0
     Z = Z / scale
     n_a = len(A)
@@ -104,12 +99,17 @@ def _lp_check(A, B):
     return None
 
 
-def separable(A: np.ndarray, B: np.ndarray, stats: SeparabilityStats | None = None, exact: bool = True):
+def separable(A: np.ndarray, B: np.ndarray, stats: SeparabilityStats | None = None, mode: str = "exact",
+              lp_first_max: int = 400) -> bool:
     """Whether conv(A) and conv(B) are disjoint (strict linear separability of the two point sets).
 
-    With `exact=False` the LP is skipped: a set the SVM cannot separate counts as overlapping (the
-    soft-SVM behaviour of the original DirectProbe; kept for comparison).
+    mode "exact": centroid direction, then the LP for small problems (n <= `lp_first_max`, where HiGHS
+    takes milliseconds) or the SVM followed by the LP when the SVM cannot separate;
+    "fast": the same without the LP after a failed SVM (a failure then counts as overlap);
+    "svm": centroid direction and SVM only (the original DirectProbe's approximation).
     """
+    if mode not in ("exact", "fast", "svm"):
+        raise ValueError(f"mode must be 'exact', 'fast' or 'svm', got {mode!r}")
     stats = stats if stats is not None else SeparabilityStats()
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
@@ -122,11 +122,12 @@ def separable(A: np.ndarray, B: np.ndarray, stats: SeparabilityStats | None = No
     if _centroid_check(A, B):
         stats.centroid += 1
         return True
-    if _svm_check(A, B):
-        stats.svm += 1
-        return True
-    if not exact:
-        return False
+    if mode == "svm" or len(A) + len(B) > lp_first_max:
+        if _svm_check(A, B):
+            stats.svm += 1
+            return True
+        if mode != "exact":
+            return False
     out = _lp_check(A, B)
     if out is None:
         stats.lp_failed += 1
@@ -170,7 +171,8 @@ def _lipschitz(G: np.ndarray, iters: int = 50) -> float:
     return 2.2 * max(lam, float(np.diag(G).max()) / len(G), 1e-12)
 
 
-def point_hull_distances(points: np.ndarray, hull: np.ndarray, tol: float = 1e-4, max_iter: int = 1000,
+def point_hull_distances(points: np.ndarray, hull: np.ndarray, tol: float = 1e-6, rtol: float = 1e-3,
+                         max_iter: int = 1000,
                          batch: int = 4096) -> np.ndarray:
     """Euclidean distance from each row of `points` to conv(rows of `hull`), solved for all points at once.
 
@@ -208,7 +210,8 @@ def point_hull_distances(points: np.ndarray, hull: np.ndarray, tol: float = 1e-4
             if it % 5 == 4 or it == max_iter - 1:
                 g = 2.0 * (new @ G - xh)
                 gap = np.einsum("ij,ij->i", g, new) - g.min(1)
-                active = active[gap > tol * scale2]
+                f = np.einsum("ij,ij->i", new @ G, new) - 2 * np.einsum("ij,ij->i", new, xh) + xn[active]
+                active = active[gap > tol * scale2 + rtol * np.maximum(f, 0.0)]
                 if len(active) == 0:
                     break
         f = np.einsum("ij,ij->i", alpha @ G, alpha) - 2 * np.einsum("ij,ij->i", alpha, XH) + xn
@@ -216,7 +219,8 @@ def point_hull_distances(points: np.ndarray, hull: np.ndarray, tol: float = 1e-4
     return out
 
 
-def hull_hull_distance(A: np.ndarray, B: np.ndarray, tol: float = 1e-6, max_iter: int = 3000) -> float:
+def hull_hull_distance(A: np.ndarray, B: np.ndarray, tol: float = 1e-9, rtol: float = 1e-3,
+                       max_iter: int = 3000) -> float:
     """Euclidean distance between conv(A) and conv(B): min ||a A - b B|| over two simplices (FISTA)."""
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
@@ -246,6 +250,6 @@ def hull_hull_distance(A: np.ndarray, B: np.ndarray, tol: float = 1e-6, max_iter
         z, t = new, t_new
         g = 2.0 * (G @ z)
         gap = g @ z - g[:na].min() - g[na:].min()
-        if gap <= tol * scale2:
+        if gap <= tol * scale2 + rtol * (0.5 * g @ z):
             break
     return float(np.sqrt(max(z @ G @ z, 0.0)))

@@ -1,0 +1,79 @@
+"""Reports: the results as JSON and one per-layer accuracy plot (PNG) comparing the models."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+
+def save_report(results: dict, output_dir: str, name: str = "probe_report") -> dict:
+    """Write `<name>.json` and `<name>.png` into `output_dir`; return their paths."""
+    os.makedirs(output_dir, exist_ok=True)
+    json_path = os.path.join(output_dir, f"{name}.json")
+    with open(json_path, "w") as f:
+        json.dump(results, f, indent=2, default=float)
+    png_path = os.path.join(output_dir, f"{name}.png")
+    plot_layers(results, png_path)
+    return {"json": json_path, "png": png_path}
+
+
+def _series(per_layer: dict, probe: str, key: str = "accuracy"):
+    xs, ys = [], []
+    for layer in sorted(per_layer, key=int):
+        r = per_layer[layer].get(probe)
+        if r is not None and r.get(key) is not None:
+            xs.append(int(layer))
+            ys.append(r[key])
+    return xs, ys
+
+
+def plot_layers(results: dict, path: str) -> None:
+    """One panel per task: accuracy by layer, one colour per model; DirectProbe solid, linear dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = results["tasks"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, task in zip(axes[0], tasks):
+        for m, model in enumerate(results["models"]):
+            per_layer = results["results"][model].get(task, {})
+            label = os.path.basename(str(model).rstrip("/")) or str(model)
+            for probe, style in (("directprobe", "-o"), ("linear", "--s")):
+                xs, ys = _series(per_layer, probe)
+                if xs:
+                    ax.plot(xs, ys, style, color=colors[m % len(colors)], label=f"{label} ({probe})", ms=4)
+        n_cls = len(results["probe_set"]["pairs"][task]["classes"])
+        ax.axhline(1.0 / n_cls, color="grey", lw=0.8, ls=":", label="chance")
+        ax.set_title(task)
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def summary_table(results: dict, probe: str = "directprobe") -> str:
+    """Markdown table: rows model x task, columns layers, cells accuracy (n clusters for DirectProbe)."""
+    layers = sorted({int(l) for m in results["results"].values() for t in m.values() for l in t})
+    lines = ["| model | task | " + " | ".join(f"L{l}" for l in layers) + " |",
+             "|---|---|" + "---|" * len(layers)]
+    for model, per_task in results["results"].items():
+        for task, per_layer in per_task.items():
+            cells = []
+            for l in layers:
+                r = per_layer.get(str(l), {}).get(probe)
+                if r is None:
+                    cells.append("–")
+                elif probe == "directprobe":
+                    cells.append(f"{r['accuracy']:.3f} ({r['n_clusters']})")
+                else:
+                    cells.append(f"{r['accuracy']:.3f} / sel {r['selectivity']:+.3f}")
+            lines.append(f"| {os.path.basename(str(model).rstrip('/'))} | {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

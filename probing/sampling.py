@@ -1,0 +1,302 @@
+"""The probe set: snippets, their code tokens and balanced, seeded token pairs per task, saved to disk.
+
+Pairs are sampled on *code* tokens (tree-sitter leaves), never on model sub-words, so one probe set serves
+every model being compared; saving it to JSON makes the comparison reproducible across runs.
+Sampling is uniform over all candidate pairs of a class (two passes: count, then draw global positions),
+so long snippets do not dominate more than their share of pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .code_graph import CodeGraph, DFG_KINDS, code_graph
+
+TASKS = ("distance", "siblings", "dfg")
+DISTANCE_CLASSES = (2, 3, 4, 5, 6)
+DEFAULT_PER_CLASS = {"distance": 1300, "siblings": 1500, "dfg": 1500}
+TASK_CLASSES = {"distance": [str(d) for d in DISTANCE_CLASSES], "siblings": ["0", "1"],
+                "dfg": ["none"] + list(DFG_KINDS)}
+# how a pair becomes one feature vector (paper: difference for distance, concatenation otherwise)
+PAIR_MODE = {"distance": "diff", "siblings": "concat", "dfg": "concat"}
+
+
+def _candidates(graph: CodeGraph, task: str) -> List[np.ndarray]:
+    """Per class (TASK_CLASSES order), an (m, 2) array of leaf-index pairs, in a deterministic order."""
+    n = len(graph)
+    if task == "distance":
+        D = graph.distance_matrix()
+        iu, ju = np.triu_indices(n, 1)
+        d = D[iu, ju]
+        return [np.stack([iu[d == c], ju[d == c]], 1) for c in DISTANCE_CLASSES]
+    if task == "siblings":
+        S = graph.sibling_matrix()
+        iu, ju = np.triu_indices(n, 1)
+        s = S[iu, ju]
+        return [np.stack([iu[~s], ju[~s]], 1), np.stack([iu[s], ju[s]], 1)]
+    if task == "dfg":
+        var = np.asarray(graph.variables, dtype=np.int64)
+        edges = {(u, v): k for u, v, k in graph.dfg_edges}
+        linked = set(edges) | {(v, u) for u, v in edges}
+        out = [[], [], []]
+        for a in range(len(var)):
+            for b in range(a + 1, len(var)):
+                u, v = int(var[a]), int(var[b])
+                if (u, v) not in linked:
+                    out[0].append((u, v))
+        for (u, v), k in sorted(edges.items()):
+            out[1 + DFG_KINDS.index(k)].append((u, v))
+        return [np.asarray(o, dtype=np.int64).reshape(-1, 2) for o in out]
+    raise ValueError(f"unknown probing task {task!r}: expected one of {', '.join(TASKS)}")
+
+
+@dataclass
+class TaskPairs:
+    """Pairs of one task: snippet index, two leaf indices (feature order), class id, train/test flag."""
+
+    classes: List[str]
+    snippet: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    label: np.ndarray
+    is_test: np.ndarray
+    available: Dict[str, int] = field(default_factory=dict)  # candidates per class before sampling
+
+    def __len__(self):
+        return len(self.label)
+
+
+@dataclass
+class ProbeSet:
+    """Snippets + code tokens + sampled pairs per task. `save`/`load` round-trip through JSON."""
+
+    language: str
+    codes: List[str]
+    spans: List[List[Tuple[int, int]]]  # character spans of the code tokens, per snippet
+    texts: List[List[str]]
+    tasks: Dict[str, TaskPairs]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(s) for s in self.spans)
+
+    def token_offsets(self) -> np.ndarray:
+        """Start row of each snippet in a flat (all tokens) feature matrix."""
+        return np.concatenate([[0], np.cumsum([len(s) for s in self.spans])]).astype(np.int64)
+
+    def fingerprint(self) -> str:
+        """Hash of the snippets and token spans: the feature cache key of this probe set."""
+        h = hashlib.sha1()
+        h.update(self.language.encode())
+        for code, spans in zip(self.codes, self.spans):
+            h.update(code.encode("utf-8", errors="replace"))
+            h.update(np.asarray(spans, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def save(self, path: str) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        data = {
+            "format": "mambacode-probe-set/1",
+            "language": self.language,
+            "meta": self.meta,
+            "snippets": [{"code": c, "spans": [list(s) for s in sp], "tokens": t}
+                         for c, sp, t in zip(self.codes, self.spans, self.texts)],
+            "tasks": {name: {"classes": tp.classes, "available": tp.available,
+                             "pairs": np.stack([tp.snippet, tp.u, tp.v, tp.label, tp.is_test.astype(np.int64)],
+                                               1).tolist()}
+                      for name, tp in self.tasks.items()},
+        }
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+
+    @classmethod
+    def load(cls, path: str) -> "ProbeSet":
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if data.get("format") != "mambacode-probe-set/1":
+            raise ValueError(f"{path}: field 'format' is {data.get('format')!r}, expected 'mambacode-probe-set/1'")
+        tasks = {}
+        for name, t in data["tasks"].items():
+            p = np.asarray(t["pairs"], dtype=np.int64).reshape(-1, 5)
+            tasks[name] = TaskPairs(classes=t["classes"], snippet=p[:, 0], u=p[:, 1], v=p[:, 2], label=p[:, 3],
+                                    is_test=p[:, 4].astype(bool), available=t.get("available", {}))
+        sn = data["snippets"]
+        return cls(language=data["language"], codes=[s["code"] for s in sn],
+                   spans=[[tuple(x) for x in s["spans"]] for s in sn], texts=[s["tokens"] for s in sn],
+                   tasks=tasks, meta=data.get("meta", {}))
+
+
+def build_probe_set(snippets: Iterable[str], language: str, tasks: Sequence[str] = TASKS,
+                    n_per_class: Optional[Dict[str, int] | int] = None, seed: int = 0,
+                    max_tokens: int = 256, min_tokens: int = 4, test_fraction: float = 0.2,
+                    progress: bool = True) -> ProbeSet:
+    """Parse `snippets`, sample balanced pairs per task and split 80/20 (stratified, seeded).
+
+    Snippets with more than `max_tokens` code tokens are cut to their first `max_tokens` tokens (pairs are
+    drawn inside that prefix, which keeps them within a model's context); those with syntax errors keep the
+    well-formed part; snippets with fewer than `min_tokens` tokens are skipped. Counts go into `meta`.
+    A class with fewer candidates than requested is sampled whole and reported in `available`.
+    """
+    for t in tasks:
+        if t not in TASKS:
+            raise ValueError(f"unknown probing task {t!r}: expected one of {', '.join(TASKS)}")
+    if n_per_class is None:
+        per_class = {t: DEFAULT_PER_CLASS[t] for t in tasks}
+    elif isinstance(n_per_class, int):
+        per_class = {t: n_per_class for t in tasks}
+    else:
+        per_class = {t: int(n_per_class.get(t, DEFAULT_PER_CLASS[t])) for t in tasks}
+    rng = np.random.default_rng(seed)
+    graphs: List[CodeGraph] = []
+    meta = {"seed": seed, "max_tokens": max_tokens, "n_snippets_in": 0, "n_skipped_short": 0,
+            "n_with_syntax_errors": 0, "n_error_tokens_dropped": 0, "n_truncated": 0}
+    for code in tqdm(snippets, desc=f"parse {language}", disable=not progress, unit="snippet"):
+        meta["n_snippets_in"] += 1
+        g = code_graph(code, language)
+        if g.has_error:
+            meta["n_with_syntax_errors"] += 1
+            meta["n_error_tokens_dropped"] += g.n_error_tokens
+        if len(g) < min_tokens:
+            meta["n_skipped_short"] += 1
+            continue
+        if len(g) > max_tokens:
+            meta["n_truncated"] += 1
+            keep = max_tokens
+            g = CodeGraph(code=g.code, language=g.language, tokens=g.tokens[:keep], paths=g.paths[:keep],
+                          dfg_edges=[e for e in g.dfg_edges if e[0] < keep and e[1] < keep],
+                          variables=[v for v in g.variables if v < keep], has_error=g.has_error,
+                          n_error_tokens=g.n_error_tokens)
+        graphs.append(g)
+    if not graphs:
+        raise ValueError(f"no usable {language} snippets: {meta}")
+    out_tasks = {}
+    for task in tasks:
+        classes = TASK_CLASSES[task]
+        counts = np.zeros((len(graphs), len(classes)), dtype=np.int64)
+        for s, g in enumerate(graphs):
+            counts[s] = [len(c) for c in _candidates(g, task)]
+        totals = counts.sum(0)
+        chosen = []  # per class: sorted global positions
+        for c in range(len(classes)):
+            k = min(per_class[task], int(totals[c]))
+            chosen.append(np.sort(rng.choice(int(totals[c]), size=k, replace=False)) if k else np.zeros(0, int))
+        cum = np.vstack([np.zeros((1, len(classes)), dtype=np.int64), np.cumsum(counts, 0)])
+        rows = []
+        for s, g in enumerate(graphs):
+            need = [chosen[c][(chosen[c] >= cum[s, c]) & (chosen[c] < cum[s + 1, c])] - cum[s, c]
+                    for c in range(len(classes))]
+            if not any(len(n) for n in need):
+                continue
+            cands = _candidates(g, task)
+            for c, pos in enumerate(need):
+                for p in pos:
+                    u, v = cands[c][p]
+                    rows.append((s, int(u), int(v), c))
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+        # randomise the order of the two tokens for symmetric labels so "u before v" is not a cue
+        if task != "dfg" and len(rows):
+            flip = rng.random(len(rows)) < 0.5
+            rows[flip, 1], rows[flip, 2] = rows[flip, 2].copy(), rows[flip, 1].copy()
+        elif len(rows):  # "none" pairs have no direction either
+            flip = (rng.random(len(rows)) < 0.5) & (rows[:, 3] == 0)
+            rows[flip, 1], rows[flip, 2] = rows[flip, 2].copy(), rows[flip, 1].copy()
+        is_test = np.zeros(len(rows), dtype=bool)
+        for c in range(len(classes)):  # stratified split
+            idx = np.flatnonzero(rows[:, 3] == c)
+            idx = rng.permutation(idx)
+            is_test[idx[: int(round(test_fraction * len(idx)))]] = True
+        out_tasks[task] = TaskPairs(classes=list(classes), snippet=rows[:, 0], u=rows[:, 1], v=rows[:, 2],
+                                    label=rows[:, 3], is_test=is_test,
+                                    available={cl: int(t) for cl, t in zip(classes, totals)})
+    meta["n_snippets"] = len(graphs)
+    return ProbeSet(language=graphs[0].language, codes=[g.code for g in graphs],
+                    spans=[[(t.start_char, t.end_char) for t in g.tokens] for g in graphs],
+                    texts=[g.token_texts() for g in graphs], tasks=out_tasks, meta=meta)
+
+
+def read_snippets(corpus_dir: Optional[str] = None, source_dir: Optional[str] = None, language: str = "python",
+                  max_snippets: Optional[int] = None, split: str = "retrieval", seed: int = 0) -> List[str]:
+    """Code snippets from a corpus (`<corpus_dir>/<split>` saved by `datasets`) or a folder of source files.
+
+    Both are read in a fixed order (and shuffled with `seed` for corpora) so the probe set is reproducible.
+    """
+    from .languages import get_spec
+
+    spec = get_spec(language)
+    if (corpus_dir is None) == (source_dir is None):
+        raise ValueError("give exactly one of corpus_dir or source_dir")
+    if corpus_dir is not None:
+        import datasets
+
+        path = os.path.join(corpus_dir, split)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"{path}: expected a `datasets.save_to_disk` folder named '{split}' in the corpus")
+        ds = datasets.load_from_disk(path)
+        if isinstance(ds, datasets.DatasetDict):
+            ds = datasets.concatenate_datasets([ds[k] for k in sorted(ds)])
+        for col in ("code", "language"):
+            if col not in ds.column_names:
+                raise ValueError(f"{path}: missing column {col!r} (columns: {ds.column_names})")
+        langs = ds["language"]
+        idx = [i for i, l in enumerate(langs) if str(l).lower() == spec.name]
+        if not idx:
+            raise ValueError(f"{path}: no rows with language == {spec.name!r} (found {sorted(set(langs))})")
+        idx = np.random.default_rng(seed).permutation(idx)
+        if max_snippets:
+            idx = idx[:max_snippets]
+        codes = ds.select(sorted(int(i) for i in idx))["code"]
+        return list(codes)
+    exts = {"python": (".py",), "javascript": (".js", ".mjs", ".cjs"), "typescript": (".ts",),
+            "java": (".java",), "go": (".go",)}[spec.name]
+    if not os.path.isdir(source_dir):
+        raise FileNotFoundError(f"--source_dir {source_dir}: not a directory")
+    files = []
+    for root, dirs, names in os.walk(source_dir):
+        dirs.sort()
+        for n in sorted(names):
+            if n.endswith(exts) and not n.endswith(".d.ts"):
+                files.append(os.path.join(root, n))
+    out = []
+    for p in files:
+        try:
+            with open(p, encoding="utf-8") as f:
+                out.extend(_split_source(f.read(), spec.name))
+        except (UnicodeDecodeError, OSError):
+            continue
+        if max_snippets and len(out) >= max_snippets:
+            break
+    if not out:
+        raise ValueError(f"{source_dir}: no {spec.name} source files ({', '.join(exts)}) with functions found")
+    return out[:max_snippets] if max_snippets else out
+
+
+_FUNCTION_TYPES = {"python": {"function_definition"},
+                   "javascript": {"function_declaration", "method_definition"},
+                   "typescript": {"function_declaration", "method_definition"},
+                   "java": {"method_declaration", "constructor_declaration"},
+                   "go": {"function_declaration", "method_declaration"}}
+
+
+def _split_source(text: str, language: str) -> List[str]:
+    """Function-level snippets of a source file (the unit the paper probes on)."""
+    from .languages import get_parser
+
+    src = text.encode("utf-8")
+    tree = get_parser(language).parse(src)
+    out, stack = [], [tree.root_node]
+    types = _FUNCTION_TYPES[language]
+    while stack:
+        node = stack.pop()
+        if node.type in types:
+            out.append((node.start_byte, src[node.start_byte:node.end_byte].decode("utf-8", errors="replace")))
+            continue
+        stack.extend(node.children)
+    return [code for _, code in sorted(out)]
