@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = ["bert-sdpa", "bert-eager", "roformer", "s4d", "s4d-hf", "mamba2", "mamba2-hf"]
+MODELS = ["bert-sdpa", "bert-eager", "roformer", "s4d", "s4d-hf", "s4d-ckpt", "mamba2", "mamba2-hf"]
 
 
 def peer_configs(width: int, depth: int, inner: int, heads: int, vocab: int, max_len: int):
@@ -50,7 +50,7 @@ def build(name: str, args):
         return RoFormerModel(roformer_cfg)
     with torch.device("meta"):
         target = sum(p.numel() for p in BertModel(bert_cfg, add_pooling_layer=False).parameters())
-    mixer = name.split("-")[0]
+    mixer = name.split("-")[0]  # "-ckpt": the same model trained with gradient checkpointing
     base = MambaCodeConfig(vocab_size=args.vocab, hidden_size=args.width, num_hidden_layers=args.depth,
                            intermediate_size=args.inner, max_position_embeddings=args.max_len, mixer=mixer,
                            hf_conv=name.endswith("-hf"), mamba_head_dim=64, state_size=64,
@@ -59,7 +59,10 @@ def build(name: str, args):
     best = min((MambaCodeConfig(**{**base.to_dict(), "intermediate_size": i})
                 for i in range(64, 8 * args.inner + 1, 64)),
                key=lambda c: abs(count_parameters(c) - target))
-    return MambaCodeModel(best)
+    model = MambaCodeModel(best)
+    if name.endswith("-ckpt"):
+        model.gradient_checkpointing_enable()
+    return model
 
 
 def run_one(name: str, length: int, args) -> dict:
@@ -68,7 +71,7 @@ def run_one(name: str, length: int, args) -> dict:
 
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = build(name, args).to(device)
+    model = build(name, args).to(device).train()
     n_params = sum(p.numel() for p in model.parameters())
     batch = max(1, args.tokens_per_step // length)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -335,3 +335,17 @@ def test_lora_adapters_train_and_merge(mixer):
         torch.testing.assert_close(merged(q).embeddings, adapted, atol=1e-5, rtol=1e-5)
         base = MambaCodeForRetrieval(tiny(mixer)).eval()
     assert type(merged) is MambaCodeForRetrieval
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    model = MambaCodeForMaskedLM(tiny(hf_conv=True, hf_conv_groups=4)).train()
+    randomize_hf_conv(model)
+    ids = torch.randint(3, 96, (2, 10))
+    model(ids, torch.ones_like(ids), labels=ids).loss.backward()
+    reference = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    assert all(layer.gradient_checkpointing for layer in model.mambacode.layers)
+    model(ids, torch.ones_like(ids), labels=ids).loss.backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, reference[n], msg=n)
