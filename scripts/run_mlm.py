@@ -21,8 +21,8 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 from mambacode.training.collators import group_texts, mlm_collator
 from mambacode.training.models import ModelArguments, build_model, load_tokenizer
 from mambacode.training.script_utils import (RunArguments, attach, finish, last_checkpoint, load_dataset_dict,
-                                             logger, make_callbacks, require_split, save_with_card, setup_logging,
-                                             train_guarded)
+                                             logger, make_callbacks, report_done, require_split, save_with_card,
+                                             setup_logging, train_guarded)
 from mambacode.training.validation import DataValidationError, require_columns
 
 
@@ -111,6 +111,7 @@ def main(argv=None):
                        metrics=metrics, dataset_name=os.path.basename(os.path.normpath(data_args.dataset_path)),
                        run_args=run_args)
         finish(trainer, {"finetuned_from": model_args.model_name_or_path, "tasks": "fill-mask"})
+    report_done(training_args, "run_mlm")
     return 0
 
 

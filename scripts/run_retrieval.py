@@ -21,8 +21,8 @@ from mambacode.training.collators import DataCollatorForRetrieval, tokenize_retr
 from mambacode.training.evaluation import evaluate_retrieval
 from mambacode.training.models import ModelArguments, build_model, load_tokenizer
 from mambacode.training.script_utils import (RunArguments, attach, finish, last_checkpoint, load_dataset_dict,
-                                             logger, make_callbacks, require_split, save_with_card, setup_logging,
-                                             train_guarded)
+                                             logger, make_callbacks, report_done, require_split, save_with_card,
+                                             setup_logging, train_guarded)
 from mambacode.training.validation import DataValidationError, require_columns
 
 
@@ -131,6 +131,7 @@ def main(argv=None):
                        metrics=metrics, dataset_name=os.path.basename(os.path.normpath(data_args.dataset_path)),
                        run_args=run_args)
         finish(trainer, {"finetuned_from": model_args.model_name_or_path, "tasks": "feature-extraction"})
+    report_done(training_args, "run_retrieval")
     return 0
 
 

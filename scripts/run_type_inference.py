@@ -22,8 +22,8 @@ from mambacode.training.collators import DataCollatorForTypeInference, tokenize_
 from mambacode.training.metrics_loader import load_metric
 from mambacode.training.models import ModelArguments, build_model, load_tokenizer
 from mambacode.training.script_utils import (RunArguments, attach, finish, last_checkpoint, load_dataset_dict,
-                                             logger, make_callbacks, require_split, save_with_card, setup_logging,
-                                             train_guarded)
+                                             logger, make_callbacks, report_done, require_split, save_with_card,
+                                             setup_logging, train_guarded)
 from mambacode.training.validation import DataValidationError, require_columns
 
 OTHER = "other"
@@ -132,6 +132,7 @@ def main(argv=None):
                        metrics=metrics, dataset_name=os.path.basename(os.path.normpath(data_args.dataset_path)),
                        run_args=run_args)
         finish(trainer, {"finetuned_from": model_args.model_name_or_path, "tasks": "token-classification"})
+    report_done(training_args, "run_type_inference")
     return 0
 
 

@@ -184,10 +184,15 @@ def finish(trainer, kwargs: dict) -> None:
         trainer.push_to_hub(**kwargs)
 
 
+def report_done(training_args, script: str) -> None:
+    """One line per process, so multi-process runs show that every rank got to the end."""
+    print(f"[{script}] process {training_args.process_index} of {training_args.world_size} finished", flush=True)
+
+
 def data_error_exit(exc: Exception) -> int:
     print(f"error: {exc}", file=sys.stderr)
     return 2
 
 
 __all__ = ["RunArguments", "setup_logging", "last_checkpoint", "load_dataset_dict", "require_split", "make_callbacks",
-           "attach", "train_guarded", "save_with_card", "finish", "data_error_exit"]
+           "attach", "train_guarded", "save_with_card", "finish", "report_done", "data_error_exit"]
