@@ -4,8 +4,8 @@ The Trainer logs evaluation metrics *before* it calls `on_evaluate`, so metrics 
 reach the loggers. The callback therefore (1) adds `probe/<task>/<probe>/layer_<i>` accuracies to the
 evaluation metrics dict (so `trainer.evaluate()` returns them), (2) sends them through `trainer.log` when
 the callback knows its trainer (`ProbeCallback.attach(trainer)`; all `report_to` loggers then see them),
-otherwise appends them to `state.log_history` and writes TensorBoard scalars itself into
-`args.logging_dir` when "tensorboard" is in `report_to`, and (3) appends one JSON line per run to
+otherwise appends them to `state.log_history` and writes TensorBoard scalars itself (under
+`<output_dir>/runs/`, or $TENSORBOARD_LOGGING_DIR) when "tensorboard" is in `report_to`, and (3) appends one JSON line per run to
 `<output_dir>/probe_log.jsonl`.
 """
 
@@ -52,6 +52,7 @@ class ProbeCallback(TrainerCallback):
         self.trainer = None
         self._tb = None
         self._last_step = None
+        self._last_metrics = {}
 
     def attach(self, trainer) -> "ProbeCallback":
         """Route metrics through `trainer.log` (every logger in `report_to`). Returns self."""
@@ -79,10 +80,14 @@ class ProbeCallback(TrainerCallback):
         return metrics
 
     def _emit(self, args, state, model, metrics_dict=None):
-        if model is None or state.global_step == self._last_step:
+        if model is None:
             return
-        self._last_step = state.global_step
+        if state.global_step == self._last_step:  # already probed at this step (step end + evaluation)
+            if metrics_dict is not None:
+                metrics_dict.update(self._last_metrics)
+            return
         metrics = self.run(model)
+        self._last_step, self._last_metrics = state.global_step, dict(metrics)
         if metrics_dict is not None:
             metrics_dict.update(metrics)
         if self.trainer is not None:
@@ -104,7 +109,10 @@ class ProbeCallback(TrainerCallback):
         if self._tb is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=args.logging_dir or os.path.join(args.output_dir, "runs"))
+            # same place as transformers' TensorBoardCallback (env override, else <output_dir>/runs/...)
+            log_dir = (os.getenv("TENSORBOARD_LOGGING_DIR") or getattr(args, "logging_dir", None)
+                       or os.path.join(args.output_dir, "runs", "probes"))
+            self._tb = SummaryWriter(log_dir=os.path.expanduser(log_dir))
         for k, v in metrics.items():
             self._tb.add_scalar(k, v, state.global_step)
         self._tb.flush()
