@@ -239,6 +239,8 @@ class _Mamba2Accumulator:
 def mamba2_records(encoder, inputs, tokenizer=None, length: int = 4096, batch_size: int = 16,
                    max_length: int | None = None, progress: bool | None = None) -> list[KernelRecord]:
     """Effective kernels of every Mamba-2 layer x direction x head on `inputs` (see module docstring)."""
+    if max_length is None:  # longer inputs would be rejected by the model
+        max_length = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
     batches = iter_batches(inputs, tokenizer, batch_size, max_length)
     layers = encoder.layers
     ssm0 = layers[0].mixer.ssm
@@ -259,7 +261,7 @@ def mamba2_records(encoder, inputs, tokenizer=None, length: int = 4096, batch_si
             ids = batch["input_ids"].to(device)
             mask = batch["attention_mask"].to(device)
             captured.clear()
-            encoder(input_ids=ids, attention_mask=mask)
+            encoder(input_ids=ids, attention_mask=mask, return_dict=True)
             spans = [valid_span(row) for row in mask]
             Lb = ids.shape[1]
             for i, layer in enumerate(layers):
