@@ -37,9 +37,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PRESETS = {
     # 2 CPU cores, < 20 minutes
     "tiny": dict(max_functions=3000, vocab_size=4096, hidden_size=64, num_hidden_layers=2, intermediate_size=256,
-                 state_size=32, mamba_head_dim=32, mlm_seq=128, mlm_steps=150, mlm_batch=16, mlm_lr=2e-3,
-                 ft_steps=80, ft_batch=16, ft_lr=1e-3, query_len=48, code_len=128, long_code_len=256,
-                 type_len=256, eval_samples=400, probe_pairs=60, probe_snippets=150, probe_kinds="linear,directprobe",
+                 state_size=32, mamba_head_dim=32, mlm_seq=128, mlm_steps=100, mlm_batch=8, mlm_lr=2e-3,
+                 ft_steps=50, ft_batch=8, ft_lr=1e-3, query_len=48, code_len=128, long_code_len=256,
+                 type_len=256, eval_samples=200, probe_pairs=40, probe_snippets=100, probe_kinds="linear,directprobe",
                  spectrum_length=1024, anchor_weight=1.0, warmup=10),
     # one GPU, about an hour
     "small": dict(max_functions=30000, vocab_size=16384, hidden_size=256, num_hidden_layers=6, intermediate_size=1024,
@@ -323,7 +323,6 @@ def collect_results(pl: Pipeline) -> dict:
             else:
                 row["types"] = res.get("test_micro_f1")
                 row["types_acc"] = res.get("test_accuracy")
-            cfg = _read_json(os.path.join(root, name, "config.json")) or {}
             row.setdefault("params", None)
     for v in VARIANTS:
         st = os.path.join(pl.out, "pretrain", v, "model.safetensors")
@@ -331,7 +330,7 @@ def collect_results(pl: Pipeline) -> dict:
             from safetensors import safe_open
 
             with safe_open(st, "pt") as f:
-                n = sum(f.get_slice(k).get_shape().__len__() and _numel(f.get_slice(k).get_shape()) for k in f.keys()
+                n = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys()
                         if not k.startswith(("lm_head", "cls.")))
             for name in rows:
                 if name.split("+")[0] == v:
@@ -360,11 +359,9 @@ def results_table(rows: dict) -> str:
              "| type-inference F1 | (type accuracy) |", "|---|---|---|---|---|---|---|---|"]
     for n in order:
         r = rows[n]
-        lines.append(f"| {n} | {r.get('params') or '–':,} | "
-                     f"{'–' if r.get('mlm_ppl') is None else f'{r['mlm_ppl']:.1f}'} | {_fmt(r.get('advtest'))} | "
-                     f"{_fmt(r.get('advtest_clean'))} | {_fmt(r.get('longctx'))} | {_fmt(r.get('types'))} | "
-                     f"{_fmt(r.get('types_acc'))} |" if isinstance(r.get("params"), int) else
-                     f"| {n} | – | – | {_fmt(r.get('advtest'))} | {_fmt(r.get('advtest_clean'))} | "
+        params = f"{r['params']:,}" if isinstance(r.get("params"), int) else "–"
+        ppl = "–" if r.get("mlm_ppl") is None else f"{r['mlm_ppl']:.1f}"
+        lines.append(f"| {n} | {params} | {ppl} | {_fmt(r.get('advtest'))} | {_fmt(r.get('advtest_clean'))} | "
                      f"{_fmt(r.get('longctx'))} | {_fmt(r.get('types'))} | {_fmt(r.get('types_acc'))} |")
     return "\n".join(lines)
 

@@ -1,0 +1,204 @@
+"""The run_*.py scripts end to end on tiny models and data: training, resume, NaN guard, bad inputs,
+RoCoder, saved folders loading through AutoModel (remote code), and two-process training with accelerate."""
+
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+
+import datasets
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--hidden_size", "32", "--num_hidden_layers", "2", "--intermediate_size", "64", "--state_size", "8",
+         "--max_position_embeddings", "256"]
+TRAIN = ["--per_device_train_batch_size", "8", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
+         "--dataloader_num_workers", "0"]
+
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(f"_test_{name}", os.path.join(ROOT, "scripts", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A tokenizer, a retrieval DatasetDict and a word-level type DatasetDict, all tiny."""
+    from mambacode.corpus import train_tokenizer
+
+    root = tmp_path_factory.mktemp("training_data")
+    rng = random.Random(0)
+    words = ["add", "sum", "list", "parse", "file", "read", "write", "value", "count", "sort", "merge", "split"]
+    rows = []
+    for i in range(48):
+        a, b = rng.sample(words, 2)
+        rows.append({"query": f"{a} the {b} items", "code": f"def {a}_{b}(x):\n    return {a}(x, {b})\n"})
+    ret = datasets.DatasetDict({s: datasets.Dataset.from_list(rows[i:j])
+                                for s, i, j in (("train", 0, 32), ("validation", 32, 40), ("test", 40, 48))})
+    ret.save_to_disk(str(root / "retrieval"))
+    names = ["other", "int", "str"]
+    feats = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                               "labels": datasets.Sequence(datasets.ClassLabel(names=names))})
+    ex = {"tokens": [], "labels": []}
+    for i in range(24):
+        toks, labs = [], []
+        for _ in range(8):
+            kind = rng.choice(["int", "str", None])
+            name = rng.choice(words)
+            toks += [name, ":", kind or "x", "="]
+            labs += [names.index(kind) if kind else -1, -1, -1, -1]
+        ex["tokens"].append(toks)
+        ex["labels"].append(labs)
+    types = datasets.Dataset.from_dict(ex, features=feats)
+    datasets.DatasetDict({"train": types.select(range(16)), "validation": types.select(range(16, 20)),
+                          "test": types.select(range(20, 24))}).save_to_disk(str(root / "types"))
+    tok = train_tokenizer([r["query"] for r in rows] + [r["code"] for r in rows] + [" ".join(t) for t in ex["tokens"]],
+                          vocab_size=300, min_frequency=1, output_dir=str(root / "tok"))
+    return {"root": root, "retrieval": str(root / "retrieval"), "types": str(root / "types"), "tok": str(root / "tok"),
+            "vocab": len(tok)}
+
+
+def test_mlm_then_retrieval_resume_and_remote_code_load(data, tmp_path):
+    mlm = str(tmp_path / "mlm")
+    assert script("run_mlm")(["--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"],
+                              "--text_column", "query,code", "--max_seq_length", "32", *SMALL, "--output_dir", mlm,
+                              "--do_train", "--do_eval", "--max_steps", "3", *TRAIN]) == 0
+    assert json.load(open(os.path.join(mlm, "eval_results.json")))["perplexity"] > 1
+    out = str(tmp_path / "ret")
+    argv = ["--model_name_or_path", mlm, "--dataset_path", data["retrieval"], "--output_dir", out, "--do_train",
+            "--do_predict", "--test_dataset_path", data["retrieval"], "--save_steps", "2", "--max_steps", "2", *TRAIN]
+    assert script("run_retrieval")(argv) == 0
+    assert os.path.isdir(os.path.join(out, "checkpoint-2"))
+    # resume: a larger max_steps continues from checkpoint-2 instead of starting over
+    argv[argv.index("--max_steps") + 1] = "4"
+    assert script("run_retrieval")(argv) == 0
+    state = json.load(open(os.path.join(out, "trainer_state.json")))
+    assert state["global_step"] == 4
+    first_logged = [h for h in state["log_history"] if "train_runtime" in h]
+    assert first_logged, "the resumed run finished training"
+    results = json.load(open(os.path.join(out, "all_results.json")))
+    assert 0 < results["test_mrr"] <= 1 and results["test_pool_size"] == 8
+    assert "retrieval_mrr" in results  # the extra test set, named after its folder
+    # the saved folder loads without mambacode through remote code and embeds like the trained model
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    remote = AutoModel.from_pretrained(out, trust_remote_code=True)
+    assert type(remote).__name__ == "MambaCodeForRetrieval"
+    emb = remote.encode(["sum the list items"], tok)
+    assert emb.shape == (1, 32) and torch.allclose(emb.norm(dim=-1), torch.ones(1))
+    card = open(os.path.join(out, "README.md")).read()
+    assert card.startswith("---") and "test_mrr" in card
+
+
+def test_type_inference_and_rocoder(data, tmp_path):
+    out = str(tmp_path / "types")
+    assert script("run_type_inference")(["--tokenizer_name", data["tok"], "--dataset_path", data["types"], *SMALL,
+                                         "--mixer", "s4d", "--num_kernels", "4", "--output_dir", out, "--do_train",
+                                         "--do_eval", "--do_predict", "--max_steps", "3",
+                                         "--spectral_anchor_weight", "0.5", *TRAIN]) == 0
+    res = json.load(open(os.path.join(out, "all_results.json")))
+    assert {"test_accuracy", "test_micro_f1", "test_macro_f1"} <= set(res) and res["test_num_tokens"] > 0
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["id2label"]["1"] == "int" and cfg["spectral_anchor_weight"] == 0.5 and cfg["num_kernels"] == 4
+    assert os.path.exists(os.path.join(out, "spectral_anchor.safetensors"))
+    rc = str(tmp_path / "rocoder")
+    assert script("run_retrieval")(["--model_type", "roformer", "--tokenizer_name", data["tok"], "--dataset_path",
+                                    data["retrieval"], *SMALL[:6], "--output_dir", rc, "--do_train", "--do_predict",
+                                    "--max_steps", "2", *TRAIN]) == 0
+    cfg = json.load(open(os.path.join(rc, "config.json")))
+    assert cfg["model_type"] == "roformer" and cfg["hidden_size"] == 32 and cfg["num_hidden_layers"] == 2
+    from transformers import AutoModel
+
+    assert type(AutoModel.from_pretrained(rc)).__name__ == "RoFormerModel"
+    # the regulariser has no kernels to anchor on RoCoder: refused, not ignored
+    assert script("run_retrieval")(["--model_name_or_path", rc, "--dataset_path", data["retrieval"], "--output_dir",
+                                    str(tmp_path / "x"), "--do_train", "--spectral_anchor_weight", "1",
+                                    *TRAIN]) == 2
+
+
+def test_bad_inputs_are_named(data, tmp_path, capsys):
+    run = script("run_retrieval")
+    assert run(["--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"], "--code_column", "body",
+                *SMALL, "--output_dir", str(tmp_path / "a"), "--do_train", *TRAIN]) == 2
+    assert "missing the column(s) ['body']" in capsys.readouterr().err
+    # a model built for another vocabulary
+    from mambacode import MambaCodeConfig, MambaCodeForRetrieval
+
+    other = str(tmp_path / "other")
+    MambaCodeForRetrieval(MambaCodeConfig(vocab_size=data["vocab"] + 37, hidden_size=32, num_hidden_layers=1,
+                                          intermediate_size=64, state_size=8)).save_pretrained(other)
+    assert run(["--model_name_or_path", other, "--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"],
+                "--output_dir", str(tmp_path / "b"), "--do_train", *TRAIN]) == 2
+    assert "vocabulary mismatch" in capsys.readouterr().err
+
+
+def test_nan_guard_names_step_and_keeps_last_good_checkpoint(data, tmp_path, monkeypatch):
+    from mambacode import MambaCodeForRetrieval
+
+    original = MambaCodeForRetrieval.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 3:  # the third optimizer step
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(MambaCodeForRetrieval, "forward", poisoned)
+    out = str(tmp_path / "nan")
+    with pytest.raises(SystemExit) as info:
+        script("run_retrieval")(["--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"], *SMALL,
+                                 "--output_dir", out, "--do_train", "--max_steps", "5", "--save_steps", "2", *TRAIN])
+    assert info.value.code == 1
+    assert sorted(d for d in os.listdir(out) if d.startswith("checkpoint-")) == ["checkpoint-2"]
+    assert not os.path.exists(os.path.join(out, "model.safetensors"))  # no final model saved after the NaN
+
+    from mambacode.training.callbacks import NonFiniteLossError
+
+    calls["n"] = 0
+    from transformers import TrainingArguments
+
+    from mambacode.training.callbacks import GuardedTrainer
+    from mambacode.training.collators import DataCollatorForRetrieval, tokenize_retrieval_pairs
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(data["tok"])
+    ds = datasets.load_from_disk(data["retrieval"])["train"]
+    ds = ds.map(tokenize_retrieval_pairs, batched=True, remove_columns=ds.column_names,
+                fn_kwargs=dict(tokenizer=tok, query_column="query", code_column="code", max_query_length=32,
+                               max_code_length=64))
+    model = MambaCodeForRetrieval.from_pretrained(os.path.join(out, "checkpoint-2"))
+    args = TrainingArguments(output_dir=out, max_steps=5, save_steps=100, report_to="none", disable_tqdm=True,
+                             per_device_train_batch_size=8, remove_unused_columns=False)
+    trainer = GuardedTrainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorForRetrieval(1))
+    with pytest.raises(NonFiniteLossError, match=r"optimizer step 3 .*micro-batch 3.*checkpoint-2") as err:
+        trainer.train()
+    assert err.value.step == 3
+
+
+def test_two_processes_with_accelerate(data, tmp_path):
+    out = str(tmp_path / "ddp")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+           os.path.join(ROOT, "scripts", "run_retrieval.py"), "--tokenizer_name", data["tok"], "--dataset_path",
+           data["retrieval"], *SMALL, "--output_dir", out, "--do_train", "--do_predict", "--max_steps", "3",
+           "--per_device_train_batch_size", "4", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "process 0 of 2 finished" in log and "process 1 of 2 finished" in log
+    state = json.load(open(os.path.join(out, "trainer_state.json")))
+    assert state["global_step"] == 3
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(out, trust_remote_code=True)
+    emb = model.encode(["read the file items", "def f(): pass"], AutoTokenizer.from_pretrained(out))
+    assert emb.shape == (2, 32) and torch.isfinite(emb).all()
