@@ -215,6 +215,38 @@ def mamba2_attention(dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torc
     return (C @ B.T)[None] * dt.T[:, None, :] * decay
 
 
+def batched_lag_moments(dt, A, B, C, valid, max_lag: int, budget: int = 1 << 22):
+    """Sum and sum of squares over sequences and positions of alpha[h, t, t - l], shapes (H, lags).
+
+    dt: (b, n, H); B, C: (b, n, N); valid: (b, n) bool, one contiguous run per row. Only pairs of valid
+    positions enter; because the runs are contiguous, the decay between two valid positions never crosses
+    padding, so this equals `mamba2_attention` on each unpadded sequence. Sequences are processed in
+    groups of at most `budget` attention entries to bound memory.
+    """
+    b, n, H = dt.shape
+    lags = min(max_lag, n)
+    step = max(1, budget // (H * n * n))
+    causal = torch.ones(n, n, dtype=torch.bool, device=dt.device).tril()
+    t = torch.arange(n, device=dt.device)[:, None]
+    src = t - torch.arange(lags, device=dt.device)[None, :]  # (n, lags)
+    in_range = src >= 0
+    total = torch.zeros(H, lags, dtype=torch.float64, device=dt.device)
+    total_sq = torch.zeros_like(total)
+    for g in range(0, b, step):
+        sl = slice(g, g + step)
+        m = valid[sl]
+        pair = m[:, :, None] & m[:, None, :] & causal  # (g, t, s)
+        c = dt[sl].cumsum(1).transpose(1, 2)  # (g, H, n)
+        seg = c[..., :, None] - c[..., None, :]
+        decay = torch.exp((A[None, :, None, None] * seg).masked_fill(~pair[:, None], float("-inf")))
+        alpha = (C[sl] @ B[sl].transpose(1, 2))[:, None] * dt[sl].transpose(1, 2)[:, :, None, :] * decay
+        index = src.clamp(min=0).expand(alpha.shape[0], H, n, lags)
+        diag = alpha.gather(3, index) * in_range
+        total += diag.sum((0, 2))
+        total_sq += diag.square().sum((0, 2))
+    return total, total_sq
+
+
 class _Mamba2Accumulator:
     """Running sums per layer x (direction, head) x lag."""
 
@@ -268,18 +300,16 @@ def mamba2_records(encoder, inputs, tokenizer=None, length: int = 4096, batch_si
                 p = layer.mixer.ssm.selective_params(captured[i])
                 dt, A = p["dt"].double(), p["A"].double()
                 Bm, Cm = p["B"].double(), p["C"].double()
+                valid = torch.zeros(len(spans), Lb, dtype=torch.bool, device=dt.device)
                 for b, (start, end) in enumerate(spans):
-                    n = end - start
-                    if n == 0:
-                        continue
-                    for direction in (0, 1):
-                        # scan order: the backward direction's sequence is reversed
-                        lo, hi = (start, end) if direction == 0 else (Lb - end, Lb - start)
-                        heads = slice(direction * H, (direction + 1) * H)
-                        alpha = mamba2_attention(dt[b, lo:hi, heads], A[heads], Bm[b, lo:hi, direction],
-                                                 Cm[b, lo:hi, direction])
-                        s, ss = lag_moments(alpha, length)
-                        acc[i].add(heads, s, ss)
+                    valid[b, start:end] = True
+                for direction in (0, 1):
+                    # scan order: the backward direction's sequence is reversed (its padding first)
+                    v = valid if direction == 0 else valid.flip(1)
+                    heads = slice(direction * H, (direction + 1) * H)
+                    s, ss = batched_lag_moments(dt[:, :, heads], A[heads], Bm[:, :, direction],
+                                                Cm[:, :, direction], v, length)
+                    acc[i].add(heads, s, ss)
                 for (start, end) in spans:
                     if end > start:
                         acc[i].add_count(end - start, length)
