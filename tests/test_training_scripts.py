@@ -187,14 +187,19 @@ def test_nan_guard_names_step_and_keeps_last_good_checkpoint(data, tmp_path, mon
 def test_two_processes_with_accelerate(data, tmp_path):
     out = str(tmp_path / "ddp")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+    # `accelerate launch --cpu --num_processes 2` uses the simple launcher, which starts ONE process unless
+    # mpirun is configured; the torchrun launcher (--multi_gpu) with --use_cpu gives two gloo ranks on CPU.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            os.path.join(ROOT, "scripts", "run_retrieval.py"), "--tokenizer_name", data["tok"], "--dataset_path",
            data["retrieval"], *SMALL, "--output_dir", out, "--do_train", "--do_predict", "--max_steps", "3",
-           "--per_device_train_batch_size", "4", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0"]
+           "--per_device_train_batch_size", "4", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
+           "--use_cpu", "true"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    assert "process 0 of 2 finished" in log and "process 1 of 2 finished" in log
+    assert "process 0 of 2 finished (distributed backend: gloo)" in log
+    assert "process 1 of 2 finished (distributed backend: gloo)" in log
     state = json.load(open(os.path.join(out, "trainer_state.json")))
     assert state["global_step"] == 3
     from transformers import AutoModel, AutoTokenizer

@@ -186,7 +186,11 @@ def finish(trainer, kwargs: dict) -> None:
 
 def report_done(training_args, script: str) -> None:
     """One line per process, so multi-process runs show that every rank got to the end."""
-    print(f"[{script}] process {training_args.process_index} of {training_args.world_size} finished", flush=True)
+    import torch.distributed as dist
+
+    backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else "none"
+    print(f"[{script}] process {training_args.process_index} of {training_args.world_size} finished "
+          f"(distributed backend: {backend})", flush=True)
 
 
 def data_error_exit(exc: Exception) -> int:
