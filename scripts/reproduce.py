@@ -114,6 +114,8 @@ class Pipeline:
         os.makedirs(self.logs, exist_ok=True)
         self.timings: dict[str, float] = {}
         self.corpus = os.path.join(self.out, "corpus")
+        # longest input any stage feeds the models (probes and spectra are truncated to it as well)
+        self.max_positions = max(self.p["long_code_len"], self.p["type_len"], self.p["mlm_seq"], 512)
         self.tokenizer = os.path.join(self.out, "tokenizer")
 
     # ------------------------------------------------------------------ stage machinery
@@ -185,7 +187,7 @@ class Pipeline:
             size = ["--hidden_size", str(p["hidden_size"]), "--num_hidden_layers", str(p["num_hidden_layers"]),
                     "--intermediate_size", str(p["intermediate_size"]), "--state_size", str(p["state_size"]),
                     "--mamba_head_dim", str(p["mamba_head_dim"]), "--max_position_embeddings",
-                    str(max(p["long_code_len"], p["type_len"], p["mlm_seq"]))]
+                    str(self.max_positions)]
             argv = ["--tokenizer_name", self.tokenizer, "--dataset_path", os.path.join(self.corpus, "retrieval"),
                     "--text_column", "code", "--max_seq_length", str(p["mlm_seq"]), *size, *VARIANTS[v],
                     "--do_train", "--do_eval", "--max_eval_samples", "200", "--model_card_name", f"mambacode-{v}-mlm",
@@ -257,6 +259,7 @@ class Pipeline:
     def probe(self, log, models, out, probe_set=None):
         p = self.p
         argv = [os.path.join(HERE, "probe.py"), "--language", "python", "--output_dir", out,
+                "--max_length", str(self.max_positions),
                 "--probes", *p["probe_kinds"].split(",")]
         for m in models:
             argv += ["--model_name_or_path", m]
