@@ -225,23 +225,24 @@ def batched_lag_moments(dt, A, B, C, valid, max_lag: int, budget: int = 1 << 22)
     """
     b, n, H = dt.shape
     lags = min(max_lag, n)
-    step = max(1, budget // (H * n * n))
-    causal = torch.ones(n, n, dtype=torch.bool, device=dt.device).tril()
+    step = max(1, budget // (H * n * lags))
     t = torch.arange(n, device=dt.device)[:, None]
-    src = t - torch.arange(lags, device=dt.device)[None, :]  # (n, lags)
+    src = t - torch.arange(lags, device=dt.device)[None, :]  # (n, lags): s = t - l
     in_range = src >= 0
+    src = src.clamp(min=0)
     total = torch.zeros(H, lags, dtype=torch.float64, device=dt.device)
     total_sq = torch.zeros_like(total)
     for g in range(0, b, step):
         sl = slice(g, g + step)
         m = valid[sl]
-        pair = m[:, :, None] & m[:, None, :] & causal  # (g, t, s)
-        c = dt[sl].cumsum(1).transpose(1, 2)  # (g, H, n)
-        seg = c[..., :, None] - c[..., None, :]
-        decay = torch.exp((A[None, :, None, None] * seg).masked_fill(~pair[:, None], float("-inf")))
-        alpha = (C[sl] @ B[sl].transpose(1, 2))[:, None] * dt[sl].transpose(1, 2)[:, :, None, :] * decay
-        index = src.clamp(min=0).expand(alpha.shape[0], H, n, lags)
-        diag = alpha.gather(3, index) * in_range
+        # everything in lag layout (t, l) directly: no (t, s) tensor per head, no gather on it
+        keep = m[:, :, None] & m[:, src] & in_range  # (g, n, lags)
+        cb = torch.gather(C[sl] @ B[sl].transpose(1, 2), 2, src.expand(m.shape[0], n, lags))  # C_t . B_{t-l}
+        dt_h = dt[sl].transpose(1, 2)  # (g, H, n)
+        c = dt_h.cumsum(-1)
+        seg = c[..., :, None] - c[..., src]  # (g, H, n, lags) = sum_{k=t-l+1..t} dt_k
+        decay = torch.exp((A[None, :, None, None] * seg).masked_fill(~keep[:, None], float("-inf")))
+        diag = cb[:, None] * dt_h[..., src] * decay
         total += diag.sum((0, 2))
         total_sq += diag.square().sum((0, 2))
     return total, total_sq
