@@ -87,6 +87,28 @@ class _CurrentStderr(logging.Handler):
             pass
 
 
+class _StderrProxy:
+    """A stream that is always the current sys.stderr (library log handlers keep the stream they were
+    created with; stages redirect stderr into their log files)."""
+
+    def write(self, text):
+        return sys.stderr.write(text)
+
+    def flush(self):
+        sys.stderr.flush()
+
+
+def _route_library_logs() -> None:
+    import datasets  # noqa: F401
+    import transformers
+
+    transformers.utils.logging.get_verbosity()  # creates the library handler now, outside any stage
+    for name in ("transformers", "datasets"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(_StderrProxy())
+
+
 def _load_script(name: str):
     spec = importlib.util.spec_from_file_location(f"_mambacode_{name}", os.path.join(HERE, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
@@ -572,6 +594,7 @@ def main(argv=None) -> int:
     console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger.addHandler(console)
     logger.propagate = False
+    _route_library_logs()
     pl = Pipeline(args.output_dir, args.preset, variants, args.no_anchor, args.verbose)
     start = time.time()
     try:
