@@ -234,8 +234,14 @@ class Pipeline:
                                self.finetune(t, m, f, a, n))
 
         self.stage("export-models", os.path.join(self.out, "models"), lambda log: self.export(ft))
-        tuned = [ft[(t, v)] for t in ("types", "longctx") for v in self.variants if (t, v) in ft]
-        tuned += [ft[("types", v + "+anchor")] for v in self.variants if ("types", v + "+anchor") in ft]
+        # the paper's probing table: the baseline SSM after type-inference and after QA-retrieval fine-tuning
+        # (plus RoCoder and the regularised / fixed variants after type inference, where forgetting shows)
+        keys = [("types", "s4d"), ("longctx", "s4d"), ("types", "s4d+anchor"), ("types", "s4d-hf"),
+                ("types", "rocoder")]
+        if self.preset_name != "tiny":
+            keys += [(t, v) for t in ("types", "longctx") for v in self.variants]
+            keys += [("types", v + "+anchor") for v in self.variants]
+        tuned = list(dict.fromkeys(ft[k] for k in keys if k in ft))
         self.stage("probe-finetuned", os.path.join(probe_dir, "finetuned"),
                    lambda log: self.probe(log, tuned, os.path.join(probe_dir, "finetuned"),
                                           probe_set=os.path.join(probe_dir, "pretrained", "probe_set.json")))
