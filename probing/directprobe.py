@@ -8,8 +8,8 @@ whose hull is nearest. One cluster per label means the labels are linearly separ
 How we get there fast and exactly (the original merges from singletons, testing overlap with a soft SVM):
 1. one cluster per label; if every pair of labels is separable (usually certified by a single hyperplane,
    see `hull.separable`), that is already the answer;
-2. otherwise, while two clusters of different labels are not certified separable, split them in two
-   (2-means); subsets of separable sets stay separable, so certificates are inherited by the parts;
+2. otherwise, while two clusters of different labels overlap (exact LP), split them in two (2-means);
+   subsets of separable sets stay separable, so certificates are inherited by the parts;
 3. then merge bottom-up, nearest same-label clusters first, whenever the merged hull is separable from
    every cluster of another label; a merge is refused only on an exact overlap proof (HiGHS LP). The
    result satisfies (a)-(c); step 3 is DirectProbe's merge rule started from a finer pure partition.
@@ -68,13 +68,14 @@ class DirectProbe:
     """
 
     def __init__(self, exact: bool = True, merge_candidates: Optional[int] = None, distances: bool = True,
-                 random_state: int = 0, verbose: bool = False, tol: float = 1e-6):
+                 random_state: int = 0, verbose: bool = False, tol: float = 1e-6, rtol: float = 1e-2):
         self.exact = exact
         self.merge_candidates = merge_candidates
         self.distances = distances
         self.random_state = random_state
         self.verbose = verbose
         self.tol = tol
+        self.rtol = rtol  # prediction: squared hull distances to 1% (relative), enough to pick the nearest
 
     # ---- fitting -----------------------------------------------------------------------------------
     def fit(self, X, y) -> "DirectProbe":
@@ -99,7 +100,7 @@ class DirectProbe:
         sep = set()  # frozenset({i, j}) of clusters certified separable
         stuck = set()  # singleton pairs that cannot be split further (identical points)
 
-        split_mode = "fast" if self.exact else "svm"
+        split_mode = "exact" if self.exact else "svm"
         # phase 1 + 2: split until every cross-label pair is certified separable
         pbar = tqdm(desc="DirectProbe split", disable=not self.verbose, unit="check")
         while True:
@@ -232,7 +233,7 @@ class DirectProbe:
         X = np.asarray(X, dtype=np.float64)
         D = np.empty((len(X), self.n_clusters_))
         for c, idx in enumerate(self.clusters_):
-            D[:, c] = point_hull_distances(X, self._X[idx], tol=self.tol)
+            D[:, c] = point_hull_distances(X, self._X[idx], tol=self.tol, rtol=self.rtol)
         return D
 
     def predict(self, X) -> np.ndarray:

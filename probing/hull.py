@@ -3,11 +3,12 @@
 Separability of two point sets (do their convex hulls intersect?) is decided in three steps, cheapest
 first; any hyperplane that strictly separates every point is an exact certificate, so only the last step
 ever has to *prove* overlap:
-1. the direction between the two centroids;
-2. a hard-margin linear SVM (`LinearSVC`, large C);
-3. the separating-hyperplane LP (scipy `linprog`, HiGHS) in the affine span of the points (an isometry,
-   so the answer is unchanged and the LP has at most n variables): feasible = separable, infeasible =
-   overlap.
+1. the direction between the two centroids (one dot product per point);
+2. (modes "fast"/"svm" only) a hard-margin linear SVM (`LinearSVC`, large C);
+3. the separating-hyperplane LP (scipy `linprog`, HiGHS) by constraint generation: solved on the points
+   nearest the other set, adding violated points until none is left (feasible = separable) or the subset
+   LP is infeasible (a subset overlaps, so the sets do); with fewer points than dimensions the LP is written
+   in the span of the points (one variable per point).
 Distances (point to hull, hull to hull) are QPs over simplices, solved by accelerated projected gradient
 (FISTA) in batches, stopped by the Frank-Wolfe duality gap, which bounds the error of the objective.
 """
@@ -74,38 +75,66 @@ def _svm_check(A, B, max_iter=2000) -> bool:
     return _strictly_separates(w, b, A, B)
 
 
-def _lp_check(A, B):
-    """Exact separating-hyperplane LP; returns True (separable), False (overlap) or None (solver failed)."""
+def _solve_hyperplane_lp(Z, sign):
+    """Feasibility LP: sign_i * (w.z_i + b) >= 1 for all rows; returns (status, w, b).
+
+    With fewer rows than columns, w is searched in the span of the rows (w = Z^T g), which loses nothing:
+    only the values w.z_i enter the constraints. The LP then has one variable per row.
+    """
     from scipy.optimize import linprog
 
+    kernel = Z.shape[0] < Z.shape[1]
+    M = Z @ Z.T if kernel else Z
+    A_ub = -np.hstack([M * sign[:, None], sign[:, None]])
+    res = linprog(np.zeros(A_ub.shape[1]), A_ub=A_ub, b_ub=-np.ones(len(Z)), bounds=(None, None), method="highs")
+    if res.status != 0:
+        return res.status, None, None
+    w = Z.T @ res.x[:-1] if kernel else res.x[:-1]
+    return 0, w, res.x[-1]
+
+
+def _lp_check(A, B, init: int = 64, add: int = 128, max_rounds: int = 40):
+    """Exact separability by the separating-hyperplane LP (HiGHS), solved by constraint generation.
+
+    Start from the points of each set nearest the other set; solve the LP on that subset; add the points the
+    hyperplane violates; repeat. Infeasible on a subset = the hulls overlap (a subset's hull lies inside);
+    feasible with no violator left = separable. Returns True, False, or None if the solver failed.
+    """
     X = np.vstack([A, B])
-    mu = X.mean(0)
-    Xc = X - mu
-    # with fewer points than dimensions, w can be taken in span(Xc) (the values w.x on the points do not
-    # change), i.e. w = Xc^T g: the LP in g has n variables and the Gram matrix as constraint matrix
-    Z = Xc @ Xc.T if Xc.shape[0] < Xc.shape[1] else Xc
-    scale = np.abs(Z).max() or 1.0
-    Z = Z / scale
-    n_a = len(A)
-    # variables [w (r), b]; A side: -(w.z + b) <= -1 ; B side: (w.z + b) <= -1
-    sign = np.r_[-np.ones(n_a), np.ones(len(B))]
-    A_ub = np.hstack([Z * sign[:, None], sign[:, None]])
-    b_ub = -np.ones(len(Z))
-    res = linprog(np.zeros(A_ub.shape[1]), A_ub=A_ub, b_ub=b_ub, bounds=(None, None), method="highs")
-    if res.status == 0:
-        return True
-    if res.status == 2:
-        return False
-    return None
+    sign = np.r_[np.ones(len(A)), -np.ones(len(B))]
+    Xc = X - X.mean(0)
+    Xc = Xc / (np.abs(Xc).max() or 1.0)
+    direction = Xc[: len(A)].mean(0) - Xc[len(A):].mean(0)
+    proj = Xc @ direction * sign  # small = deep on the other side
+    ia = np.argsort(proj[: len(A)])[:init]
+    ib = len(A) + np.argsort(proj[len(A):])[:init]
+    S = np.unique(np.r_[ia, ib])
+    for _ in range(max_rounds):
+        status, w, b = _solve_hyperplane_lp(Xc[S], sign[S])
+        if status == 2:
+            return False
+        if status != 0:
+            return None
+        margins = sign * (Xc @ w + b)
+        # any strictly separating hyperplane is a certificate: only points on the wrong side (or too close
+        # to the plane for float64 to be sure) must join the LP
+        bad = np.flatnonzero(margins <= 1e-6)
+        bad = bad[~np.isin(bad, S)]
+        if len(bad) == 0:
+            return bool(margins.min() > 1e-6)
+        S = np.union1d(S, bad[np.argsort(margins[bad])[:add]])
+    status, w, b = _solve_hyperplane_lp(Xc, sign)  # did not settle: the whole LP
+    return True if status == 0 else (False if status == 2 else None)
 
 
 def separable(A: np.ndarray, B: np.ndarray, stats: SeparabilityStats | None = None, mode: str = "exact",
               lp_first_max: int = 400) -> bool:
     """Whether conv(A) and conv(B) are disjoint (strict linear separability of the two point sets).
 
-    mode "exact": centroid direction, then the LP for small problems (n <= `lp_first_max`, where HiGHS
-    takes milliseconds) or the SVM followed by the LP when the SVM cannot separate;
-    "fast": the same without the LP after a failed SVM (a failure then counts as overlap);
+    mode "exact": centroid direction, then the constraint-generation LP (its first rounds are small and
+    cheaper than an SVM fit, and it settles both answers);
+    "fast": centroid direction, the LP for small problems (n <= `lp_first_max`), the SVM otherwise (an SVM
+    failure then counts as overlap);
     "svm": centroid direction and SVM only (the original DirectProbe's approximation).
     """
     if mode not in ("exact", "fast", "svm"):
@@ -122,7 +151,7 @@ def separable(A: np.ndarray, B: np.ndarray, stats: SeparabilityStats | None = No
     if _centroid_check(A, B):
         stats.centroid += 1
         return True
-    if mode == "svm" or len(A) + len(B) > lp_first_max:
+    if mode == "svm" or (mode == "fast" and len(A) + len(B) > lp_first_max):
         if _svm_check(A, B):
             stats.svm += 1
             return True
