@@ -189,18 +189,6 @@ def valid_span(mask_row: torch.Tensor) -> tuple[int, int]:
     return start, end
 
 
-def lag_moments(alpha: torch.Tensor, max_lag: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum and sum of squares over t of alpha[h, t, t - l] for lags l < max_lag, shapes (H, max_lag)."""
-    n = alpha.shape[-1]
-    lags = min(max_lag, n)
-    t = torch.arange(n, device=alpha.device)[:, None]
-    lag = torch.arange(lags, device=alpha.device)[None, :]
-    src = t - lag  # (n, lags)
-    valid = src >= 0
-    diag = alpha.gather(2, src.clamp(min=0).expand(alpha.shape[0], n, lags)) * valid
-    return diag.sum(1), diag.square().sum(1)
-
-
 def mamba2_attention(dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     """Implicit attention alpha (H, n, n) of the heads of one direction on one sequence (scan order).
 
