@@ -48,25 +48,10 @@ def _real_dtype(t: torch.Tensor) -> torch.dtype:
 
 
 def s4d_kernels(log_step, A_real, A_imag, C, length: int) -> torch.Tensor:
-    """S4D kernels (..., length) in float64 if the parameters are float64, else float32.
+    """S4D kernels (..., length), float64 if the parameters are float64: the model's own `s4d_kernel`."""
+    from .s4d import s4d_kernel
 
-    Same discretisation as `S4DKernel.materialize` (ZOH, B = 1, real part of A clamped at -1e-4, factor 2
-    for the conjugate modes), but dtype-generic so that analysis can run in float64 and gradcheck works.
-    """
-    dtype = _real_dtype(log_step)
-    A = torch.complex(A_real.to(dtype).clamp(max=-1e-4), A_imag.to(dtype))
-    dtA = torch.exp(log_step.to(dtype)).unsqueeze(-1) * A
-    Cc = torch.view_as_complex(C.to(dtype).contiguous())
-    Ct = Cc * torch.expm1(dtA) / A
-    # r^l for l = j*B + b as r^(jB) * r^b: 2 sqrt(L) complex exps per mode instead of L, and the sum over
-    # modes becomes one small complex matmul (J x M) @ (M x B) per kernel
-    block = max(1, math.isqrt(length - 1) + 1)
-    n_blocks = -(-length // block)
-    steps = torch.arange(block, device=log_step.device, dtype=dtype)
-    inner = torch.exp(dtA.unsqueeze(-1) * steps)  # (..., M, B)
-    outer = torch.exp(dtA.unsqueeze(-1) * (block * torch.arange(n_blocks, device=log_step.device, dtype=dtype)))
-    k = torch.matmul((Ct.unsqueeze(-1) * outer).transpose(-1, -2), inner)  # (..., J, B)
-    return 2.0 * k.real.flatten(-2)[..., :length]
+    return s4d_kernel(log_step, A_real, A_imag, C, length)
 
 
 def s4d_power(log_step, A_real, A_imag, C, length: int) -> torch.Tensor:
