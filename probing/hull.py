@@ -93,7 +93,7 @@ def _solve_hyperplane_lp(Z, sign):
     return 0, w, res.x[-1]
 
 
-def _lp_check(A, B, init: int = 64, add: int = 128, max_rounds: int = 40):
+def _lp_check(A, B, init: int = 256, add: int = 256, max_rounds: int = 40):
     """Exact separability by the separating-hyperplane LP (HiGHS), solved by constraint generation.
 
     Start from the points of each set nearest the other set; solve the LP on that subset; add the points the
