@@ -39,11 +39,12 @@ TASKS_ALL = ("advtest", "longctx", "types")
 # forgetting) to stay under 20 CPU minutes; larger presets run every task with and without it.
 PRESETS = {
     # 2 CPU cores, < 20 minutes
-    "tiny": dict(max_functions=3000, vocab_size=4096, hidden_size=64, num_hidden_layers=2, intermediate_size=256,
+    "tiny": dict(max_functions=12000, vocab_size=4096, hidden_size=64, num_hidden_layers=2, intermediate_size=256,
                  state_size=32, mamba_head_dim=32, mlm_seq=128, mlm_steps=60, mlm_batch=8, mlm_lr=2e-3,
                  ft_steps=30, ft_batch=8, ft_lr=1e-3, query_len=32, code_len=128, long_code_len=256,
                  type_len=256, eval_samples=150, probe_pairs=40, probe_snippets=100, probe_kinds="linear,directprobe",
-                 spectrum_length=1024, anchor_weight=1.0, warmup=6, anchor_tasks=("types",)),
+                 spectrum_length=1024, anchor_weight=1.0, warmup=6, anchor_tasks=("types",),
+                 max_train_rows=2000),
     # one GPU, about an hour
     "small": dict(max_functions=30000, vocab_size=16384, hidden_size=256, num_hidden_layers=6, intermediate_size=1024,
                   state_size=64, mamba_head_dim=64, mlm_seq=256, mlm_steps=5000, mlm_batch=64, mlm_lr=1e-3,
@@ -213,6 +214,7 @@ class Pipeline:
             argv = ["--tokenizer_name", self.tokenizer, "--dataset_path", os.path.join(self.corpus, "retrieval"),
                     "--text_column", "code", "--max_seq_length", str(p["mlm_seq"]), *size, *VARIANTS[v],
                     "--do_train", "--do_eval", "--max_eval_samples", "200", "--model_card_name", f"mambacode-{v}-mlm",
+                    *self.train_rows(),
                     *self.common_train_flags(p["mlm_steps"], p["mlm_batch"], p["mlm_lr"], folder)]
             self.stage(f"pretrain-{v}", folder, lambda log, a=argv: self.run_script_main("run_mlm", a))
 
@@ -256,6 +258,11 @@ class Pipeline:
         self.timings["total_before_report"] = round(time.time() - t0, 1)
         self.stage("report", self.out, lambda log: write_report(self), done=lambda: False)
 
+    def train_rows(self) -> list[str]:
+        """Cap the rows tokenised for training (tiny: the steps never reach further into the data)."""
+        n = self.p.get("max_train_rows")
+        return ["--max_train_samples", str(n)] if n else []
+
     def finetune(self, task, model_dir, folder, anchored, name):
         p = self.p
         anchor = ["--spectral_anchor_weight", str(p["anchor_weight"]),
@@ -263,11 +270,10 @@ class Pipeline:
         flags = self.common_train_flags(p["ft_steps"], p["ft_batch"], p["ft_lr"], folder)
         card = ["--model_card_name", f"mambacode-{name}-{task}"]
         limit = ["--max_eval_samples", str(p["eval_samples"])] if p["eval_samples"] else []
+        limit += self.train_rows()
         if task == "types":
             argv = ["--model_name_or_path", model_dir, "--dataset_path", os.path.join(self.corpus, "type_inference"),
                     "--max_seq_length", str(p["type_len"]), "--do_train", "--do_predict", *limit, *anchor, *card, *flags]
-            if not self._has_split("type_inference", "validation"):
-                pass
             self.run_script_main("run_type_inference", argv)
             return
         data = "retrieval" if task == "advtest" else "long_context"
