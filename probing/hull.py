@@ -79,18 +79,25 @@ def _solve_hyperplane_lp(Z, sign):
     """Feasibility LP: sign_i * (w.z_i + b) >= 1 for all rows; returns (status, w, b).
 
     With fewer rows than columns, w is searched in the span of the rows (w = Z^T g), which loses nothing:
-    only the values w.z_i enter the constraints. The LP then has one variable per row.
+    only the values w.z_i enter the constraints. The LP then has one variable per row. If HiGHS reports
+    numerical trouble in that (Gram-matrix) form, the primal form is tried.
     """
     from scipy.optimize import linprog
 
-    kernel = Z.shape[0] < Z.shape[1]
-    M = Z @ Z.T if kernel else Z
-    A_ub = -np.hstack([M * sign[:, None], sign[:, None]])
-    res = linprog(np.zeros(A_ub.shape[1]), A_ub=A_ub, b_ub=-np.ones(len(Z)), bounds=(None, None), method="highs")
-    if res.status != 0:
-        return res.status, None, None
-    w = Z.T @ res.x[:-1] if kernel else res.x[:-1]
-    return 0, w, res.x[-1]
+    forms = ["span", "primal"] if Z.shape[0] < Z.shape[1] else ["primal"]
+    status = None
+    for form in forms:  # the span form can be ill-conditioned (near-duplicate points): retry in the primal
+        M = Z @ Z.T if form == "span" else Z  # span: w = Z^T g, constraint values = (Z Z^T g)_i
+        A_ub = -np.hstack([M * sign[:, None], sign[:, None]])
+        res = linprog(np.zeros(A_ub.shape[1]), A_ub=A_ub, b_ub=-np.ones(len(Z)), bounds=(None, None),
+                      method="highs")
+        status = res.status
+        if status == 0:
+            w = Z.T @ res.x[:-1] if form == "span" else res.x[:-1]
+            return 0, w, res.x[-1]
+        if status == 2:
+            return 2, None, None
+    return status, None, None
 
 
 def _lp_check(A, B, init: int = 256, add: int = 256, max_rounds: int = 40):

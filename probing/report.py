@@ -19,6 +19,16 @@ def save_report(results: dict, output_dir: str, name: str = "probe_report") -> d
     return {"json": json_path, "png": png_path}
 
 
+def short_name(model: str) -> str:
+    """Readable model label: the folder name, with its parent when the name alone is generic."""
+    parts = [p for p in str(model).replace("\\", "/").split("/") if p]
+    if not parts:
+        return str(model)
+    if len(parts) > 1 and parts[-1].lower() in ("model", "models", "final", "best", "checkpoint", "pretrained"):
+        return "/".join(parts[-2:])
+    return parts[-1]
+
+
 def _series(per_layer: dict, probe: str, key: str = "accuracy"):
     xs, ys = [], []
     for layer in sorted(per_layer, key=int):
@@ -42,7 +52,7 @@ def plot_layers(results: dict, path: str) -> None:
     for ax, task in zip(axes[0], tasks):
         for m, model in enumerate(results["models"]):
             per_layer = results["results"][model].get(task, {})
-            label = os.path.basename(str(model).rstrip("/")) or str(model)
+            label = short_name(model)
             for probe, style in (("directprobe", "-o"), ("linear", "--s")):
                 xs, ys = _series(per_layer, probe)
                 if xs:
@@ -75,5 +85,5 @@ def summary_table(results: dict, probe: str = "directprobe") -> str:
                     cells.append(f"{r['accuracy']:.3f} ({r['n_clusters']})")
                 else:
                     cells.append(f"{r['accuracy']:.3f} / sel {r['selectivity']:+.3f}")
-            lines.append(f"| {os.path.basename(str(model).rstrip('/'))} | {task} | " + " | ".join(cells) + " |")
+            lines.append(f"| {short_name(model)} | {task} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
