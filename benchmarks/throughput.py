@@ -46,10 +46,16 @@ def build(name: str, args):
     if name.startswith("bert"):
         bert_cfg._attn_implementation = "sdpa" if name == "bert-sdpa" else "eager"
         return BertModel(bert_cfg, add_pooling_layer=False)
-    if name == "roformer":
-        return RoFormerModel(roformer_cfg)
     with torch.device("meta"):
         target = sum(p.numel() for p in BertModel(bert_cfg, add_pooling_layer=False).parameters())
+    if name == "roformer":
+        # no absolute position table: a wider feed-forward brings it to BERT's size
+        def count(inner):
+            roformer_cfg.intermediate_size = inner
+            with torch.device("meta"):
+                return sum(p.numel() for p in RoFormerModel(roformer_cfg).parameters())
+        roformer_cfg.intermediate_size = min(range(64, 8 * args.inner + 1, 64), key=lambda i: abs(count(i) - target))
+        return RoFormerModel(roformer_cfg)
     mixer = name.split("-")[0]  # "-ckpt": the same model trained with gradient checkpointing
     base = MambaCodeConfig(vocab_size=args.vocab, hidden_size=args.width, num_hidden_layers=args.depth,
                            intermediate_size=args.inner, max_position_embeddings=args.max_len, mixer=mixer,
