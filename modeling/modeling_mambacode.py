@@ -247,7 +247,7 @@ class MambaCodeModel(MambaCodePreTrainedModel):
         elif inputs_embeds.shape[1] > self.config.max_position_embeddings:
             self._check_length(inputs_embeds[..., 0])
         mask = None
-        if attention_mask is not None:
+        if attention_mask is not None and not bool(attention_mask.all()):  # no padding: skip the masking
             mask = attention_mask.to(inputs_embeds.dtype).unsqueeze(-1)
         x = self.dropout(inputs_embeds)
         all_hidden = [x] if output_hidden_states else None

@@ -133,13 +133,13 @@ class S4DMixer(nn.Module):
         self.kernel = S4DKernel(num_kernels, state_size, dt_min, dt_max)
 
     def bidirectional(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        length, d = u_f.shape[1], u_f.shape[2]
+        length = u_f.shape[1]
         k = self.kernel.materialize(length)  # (2, G, L)
-        D = self.kernel.D.float().repeat_interleave(d // self.num_kernels, dim=1)  # (2, d)
+        # the skip term D*u is the convolution with D at lag 0: fold it into the kernel (no extra pass)
+        k = torch.cat([k[..., :1] + self.kernel.D.float().unsqueeze(-1), k[..., 1:]], dim=-1)
         dtype = u_f.dtype
-        u_f, u_b = u_f.float(), u_b.float()
-        y_f = FFTConvolution.apply(u_f, k[0], False) + u_f * D[0]
-        y_b = FFTConvolution.apply(u_b, k[1], True) + u_b * D[1]
+        y_f = FFTConvolution.apply(u_f.float(), k[0], False)
+        y_b = FFTConvolution.apply(u_b.float(), k[1], True)
         return y_f.to(dtype), y_b.to(dtype)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
