@@ -393,7 +393,9 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
         return result
 
 
-class MambaCodeForTokenClassification(MambaCodePreTrainedModel):
+class _MambaCodeClassifier(MambaCodePreTrainedModel):
+    """Encoder + dropout + linear classifier: the shared body of the token and sequence heads."""
+
     def __init__(self, config: MambaCodeConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -401,6 +403,9 @@ class MambaCodeForTokenClassification(MambaCodePreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
+
+
+class MambaCodeForTokenClassification(_MambaCodeClassifier):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> TokenClassifierOutput:
@@ -414,14 +419,7 @@ class MambaCodeForTokenClassification(MambaCodePreTrainedModel):
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
-class MambaCodeForSequenceClassification(MambaCodePreTrainedModel):
-    def __init__(self, config: MambaCodeConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.mambacode = MambaCodeModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
+class MambaCodeForSequenceClassification(_MambaCodeClassifier):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:

@@ -22,7 +22,7 @@ from mambacode.training.collators import group_texts, mlm_collator
 from mambacode.training.models import ModelArguments, build_model, load_tokenizer
 from mambacode.training.script_utils import (RunArguments, attach, finish, last_checkpoint, load_dataset_dict,
                                              logger, make_callbacks, report_done, require_split, save_with_card,
-                                             setup_logging, train_guarded)
+                                             setup_logging, train_and_evaluate)
 from mambacode.training.validation import DataValidationError, require_columns
 
 
@@ -90,19 +90,11 @@ def main(argv=None):
                              data_collator=mlm_collator(tokenizer, data_args.mlm_probability),
                              processing_class=tokenizer, callbacks=callbacks)
     attach(trainer, callbacks)
-    metrics = {}
-    if training_args.do_train:
-        result = train_guarded(trainer, checkpoint)
-        train_metrics = dict(result.metrics, train_samples=len(train_ds))
-        trainer.log_metrics("train", train_metrics)
-        trainer.save_metrics("train", train_metrics)
-        trainer.save_state()
-    if training_args.do_eval:
-        eval_metrics = trainer.evaluate()
-        eval_metrics["perplexity"] = math.exp(eval_metrics["eval_loss"]) if eval_metrics["eval_loss"] < 50 else float("inf")
-        trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
-        metrics = {"eval_loss": eval_metrics["eval_loss"], "perplexity": eval_metrics["perplexity"]}
+    def add_perplexity(m):
+        m["perplexity"] = math.exp(m["eval_loss"]) if m["eval_loss"] < 50 else float("inf")
+
+    eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, len(train_ds), on_eval=add_perplexity)
+    metrics = {k: eval_metrics[k] for k in ("eval_loss", "perplexity") if k in eval_metrics}
     if training_args.do_train:
         save_with_card(trainer, tokenizer, "mlm", model_args,
                        data_description=f"Texts of column(s) {columns} of `{data_args.dataset_path}` (split "

@@ -22,7 +22,7 @@ from mambacode.training.evaluation import evaluate_retrieval
 from mambacode.training.models import ModelArguments, build_model, load_tokenizer
 from mambacode.training.script_utils import (RunArguments, attach, finish, last_checkpoint, load_dataset_dict,
                                              logger, make_callbacks, report_done, require_split, save_with_card,
-                                             setup_logging, train_guarded)
+                                             setup_logging, train_and_evaluate)
 from mambacode.training.validation import DataValidationError, require_columns
 
 
@@ -99,18 +99,8 @@ def main(argv=None):
                              processing_class=tokenizer, callbacks=callbacks)
     attach(trainer, callbacks)
 
-    metrics = {}
-    if training_args.do_train:
-        result = train_guarded(trainer, checkpoint)
-        train_metrics = dict(result.metrics, train_samples=len(train_ds))
-        trainer.log_metrics("train", train_metrics)
-        trainer.save_metrics("train", train_metrics)
-        trainer.save_state()
-    if training_args.do_eval:
-        eval_metrics = trainer.evaluate()
-        trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
-        metrics.update({k: v for k, v in eval_metrics.items() if k == "eval_loss"})
+    eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, len(train_ds))
+    metrics = {k: v for k, v in eval_metrics.items() if k == "eval_loss"}
     if training_args.do_predict:
         model = trainer.accelerator.unwrap_model(trainer.model)
         for name, ds in tests.items():

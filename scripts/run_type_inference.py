@@ -23,7 +23,7 @@ from mambacode.training.metrics_loader import load_metric
 from mambacode.training.models import ModelArguments, build_model, load_tokenizer
 from mambacode.training.script_utils import (RunArguments, attach, finish, last_checkpoint, load_dataset_dict,
                                              logger, make_callbacks, report_done, require_split, save_with_card,
-                                             setup_logging, train_guarded)
+                                             setup_logging, train_and_evaluate)
 from mambacode.training.validation import DataValidationError, require_columns
 
 OTHER = "other"
@@ -108,17 +108,8 @@ def main(argv=None):
                              data_collator=DataCollatorForTypeInference(tokenizer.pad_token_id),
                              processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=callbacks)
     attach(trainer, callbacks)
+    train_and_evaluate(trainer, training_args, checkpoint, len(train_ds))
     metrics = {}
-    if training_args.do_train:
-        result = train_guarded(trainer, checkpoint)
-        train_metrics = dict(result.metrics, train_samples=len(train_ds))
-        trainer.log_metrics("train", train_metrics)
-        trainer.save_metrics("train", train_metrics)
-        trainer.save_state()
-    if training_args.do_eval:
-        eval_metrics = trainer.evaluate()
-        trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
     if training_args.do_predict:
         out = trainer.predict(test_ds, metric_key_prefix="test")
         trainer.log_metrics("test", out.metrics)

@@ -133,6 +133,27 @@ def train_guarded(trainer, checkpoint) -> object:
         sys.exit(1)
 
 
+def train_and_evaluate(trainer, training_args, checkpoint, num_train: int, on_eval=None) -> dict:
+    """The example scripts' shared train (resuming) / evaluate block; returns the eval metrics or {}.
+
+    `on_eval(metrics)` may add derived entries (e.g. perplexity) before they are logged and saved.
+    """
+    if training_args.do_train:
+        result = train_guarded(trainer, checkpoint)
+        train_metrics = dict(result.metrics, train_samples=num_train)
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
+        trainer.save_state()
+    if not training_args.do_eval:
+        return {}
+    eval_metrics = trainer.evaluate()
+    if on_eval is not None:
+        on_eval(eval_metrics)
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+    return eval_metrics
+
+
 def save_with_card(trainer, tokenizer, task: str, model_args, data_description: str, metrics: dict,
                    dataset_name: str | None, run_args) -> None:
     """Save model + tokenizer and write README.md (main process only)."""
