@@ -40,10 +40,10 @@ TASKS_ALL = ("advtest", "longctx", "types")
 PRESETS = {
     # 2 CPU cores, < 20 minutes
     "tiny": dict(max_functions=12000, vocab_size=4096, hidden_size=64, num_hidden_layers=2, intermediate_size=256,
-                 state_size=32, mamba_head_dim=32, mlm_seq=128, mlm_steps=60, mlm_batch=8, mlm_lr=2e-3,
-                 ft_steps=30, ft_batch=8, ft_lr=1e-3, query_len=32, code_len=128, long_code_len=256,
-                 type_len=256, eval_samples=150, probe_pairs=40, probe_snippets=100, probe_kinds="linear,directprobe",
-                 spectrum_length=1024, anchor_weight=1.0, warmup=6, anchor_tasks=("types",),
+                 state_size=32, mamba_head_dim=32, mlm_seq=128, mlm_steps=300, mlm_batch=8, mlm_lr=2e-3,
+                 ft_steps=100, ft_batch=8, ft_lr=1e-3, query_len=32, code_len=128, long_code_len=256,
+                 type_len=256, eval_samples=150, probe_pairs=80, probe_snippets=150, probe_kinds="linear,directprobe",
+                 spectrum_length=1024, anchor_weight=1.0, warmup=30, anchor_tasks=("types",),
                  max_train_rows=2000),
     # one GPU, about an hour
     "small": dict(max_functions=30000, vocab_size=16384, hidden_size=256, num_hidden_layers=6, intermediate_size=1024,
