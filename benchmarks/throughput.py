@@ -39,7 +39,6 @@ def build(name: str, args):
     import torch
     from transformers import BertModel, RoFormerModel
 
-    import mambacode
     from mambacode import MambaCodeConfig, MambaCodeModel, count_parameters
 
     bert_cfg, roformer_cfg = peer_configs(args.width, args.depth, args.inner, args.heads, args.vocab, args.max_len)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 from tqdm.auto import tqdm

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 
 
 def save_report(results: dict, output_dir: str, name: str = "probe_report") -> dict:

@@ -10,7 +10,6 @@ Writes <output_dir>/probe_set.json (the pairs; reused if present), probe_report.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 

@@ -16,13 +16,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
-from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from mambacode.training.collators import group_texts, mlm_collator
-from mambacode.training.models import ModelArguments, build_model, load_tokenizer
-from mambacode.training.script_utils import (RunArguments, attach, finish, last_checkpoint, load_dataset_dict,
+from mambacode.training.models import build_model, load_tokenizer
+from mambacode.training.script_utils import (parse_script_args, attach, finish, load_dataset_dict,
                                              logger, make_callbacks, report_done, require_split, save_with_card,
-                                             setup_logging, train_and_evaluate)
+                                             train_and_evaluate)
 from mambacode.training.validation import DataValidationError, require_columns
 
 
@@ -40,14 +39,7 @@ class DataTrainingArguments:
 
 
 def main(argv=None):
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments, RunArguments))
-    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args, run_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    else:
-        model_args, data_args, training_args, run_args = parser.parse_args_into_dataclasses(args=argv)
-    setup_logging(training_args)
-    set_seed(training_args.seed)
-    checkpoint = last_checkpoint(training_args, run_args)
+    model_args, data_args, training_args, run_args, checkpoint = parse_script_args(DataTrainingArguments, argv)
     columns = [c.strip() for c in data_args.text_column.split(",") if c.strip()]
     try:
         dsets = load_dataset_dict(data_args.dataset_path)

@@ -258,7 +258,7 @@ def _settings_md(rep: SpectrumReport) -> list[str]:
     th = rep.thresholds
     arch = {k: v for k, v in rep.architecture.items() if k != "layer_structure"}
     lines = [f"- kernel length L = {rep.length} (mamba2: as long as the longest input, at most L)",
-             f"- architecture: " + ", ".join(f"{k}={v}" for k, v in arch.items()),
+             "- architecture: " + ", ".join(f"{k}={v}" for k, v in arch.items()),
              f"- thresholds: LHFR bands first {th.low_band:.0%} / from {th.high_band:.0%} of the bins; "
              f"centroid {th.centroid}; low-pass log10 LHFR > {th.lowpass_log10_lhfr}; high-pass < "
              f"{th.highpass_log10_lhfr}; ERF share {th.erf_fraction:.0%}"]

@@ -31,6 +31,24 @@ class RunArguments:
     model_card_name: Optional[str] = field(default=None, metadata={"help": "Title of the model card."})
 
 
+def parse_script_args(data_args_class, argv=None):
+    """Parse (model, data, training, run) arguments the transformers-example way, set up logging and the
+    seed, and find the checkpoint to resume from. Returns the four dataclasses and that checkpoint."""
+    from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+    from .models import ModelArguments
+
+    parser = HfArgumentParser((ModelArguments, data_args_class, TrainingArguments, RunArguments))
+    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        parsed = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    else:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+    model_args, data_args, training_args, run_args = parsed
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+    return model_args, data_args, training_args, run_args, last_checkpoint(training_args, run_args)
+
+
 def setup_logging(training_args) -> None:
     import datasets
     import transformers
