@@ -24,6 +24,7 @@ from .modeling_mambacode import (
     MambaCodePreTrainedModel,
     MambaCodeRetrievalOutput,
     count_parameters,
+    pool,
 )
 from .s4d import S4DKernel, S4DMixer
 
@@ -52,20 +53,14 @@ def _register() -> None:
 
 _register()
 
+from .modeling_mambacode import __all__ as _model_classes
+
 __all__ = [
     "MambaCodeConfig",
-    "MambaCodePreTrainedModel",
-    "MambaCodeModel",
-    "MambaCodeForMaskedLM",
-    "MambaCodeForRetrieval",
-    "MambaCodeForTokenClassification",
-    "MambaCodeForSequenceClassification",
-    "MambaCodeModelOutput",
-    "MambaCodeRetrievalOutput",
+    *_model_classes,
     "S4DKernel",
     "S4DMixer",
     "Mamba2Mixer",
     "ssd_chunked_scan",
     "mamba_chunk_scan_kernel",
-    "count_parameters",
 ]

@@ -32,6 +32,8 @@ import sys
 import time
 import traceback
 
+from mambacode.atomic import atomic_write_text
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 TASKS_ALL = ("advtest", "longctx", "types")
@@ -118,11 +120,7 @@ def _load_script(name: str):
 
 
 def _write_done(folder: str, info: dict) -> None:
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".done.tmp")
-    with open(tmp, "w") as f:
-        json.dump(info, f)
-    os.replace(tmp, os.path.join(folder, ".done"))
+    atomic_write_text(os.path.join(folder, ".done"), json.dumps(info))
 
 
 class Pipeline:
@@ -488,13 +486,6 @@ def results_plot(rows: dict, path: str) -> str | None:
     return path
 
 
-def _atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(pl: Pipeline) -> None:
     rows = collect_results(pl)
     figs = []
@@ -529,9 +520,9 @@ def write_report(pl: Pipeline) -> None:
     for caption, rel in figs:
         md += [f"### {caption}", "", f"![{caption}]({rel})", ""]
     text = "\n".join(md)
-    _atomic(os.path.join(pl.out, "report.md"), text)
-    _atomic(os.path.join(pl.out, "report.html"), markdown_to_html(text, pl.out))
-    _atomic(os.path.join(pl.out, "results.json"), json.dumps(rows, indent=1))
+    atomic_write_text(os.path.join(pl.out, "report.md"), text)
+    atomic_write_text(os.path.join(pl.out, "report.html"), markdown_to_html(text, pl.out))
+    atomic_write_text(os.path.join(pl.out, "results.json"), json.dumps(rows, indent=1))
 
 
 def markdown_to_html(text: str, base: str) -> str:

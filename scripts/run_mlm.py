@@ -11,7 +11,6 @@ Evaluation reports loss and perplexity. Runs under `accelerate launch`; resumes 
 """
 
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Optional
@@ -19,7 +18,7 @@ from typing import Optional
 
 from mambacode.training.collators import group_texts, mlm_collator
 from mambacode.training.models import build_model, load_tokenizer
-from mambacode.training.script_utils import (parse_script_args, attach, finish, load_dataset_dict,
+from mambacode.training.script_utils import (parse_script_args, attach, load_dataset_dict,
                                              logger, make_callbacks, report_done, require_split, save_with_card,
                                              train_and_evaluate)
 from mambacode.training.validation import DataValidationError, require_columns
@@ -92,9 +91,8 @@ def main(argv=None):
                        data_description=f"Texts of column(s) {columns} of `{data_args.dataset_path}` (split "
                                         f"`{data_args.train_split}`), packed into {data_args.max_seq_length}-token "
                                         f"blocks, {data_args.mlm_probability:.0%} masked.",
-                       metrics=metrics, dataset_name=os.path.basename(os.path.normpath(data_args.dataset_path)),
-                       run_args=run_args)
-        finish(trainer, {"finetuned_from": model_args.model_name_or_path, "tasks": "fill-mask"})
+                       metrics=metrics, dataset_path=data_args.dataset_path, run_args=run_args,
+                       hub_task="fill-mask")
     report_done(training_args, "run_mlm")
     return 0
 

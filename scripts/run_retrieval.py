@@ -19,7 +19,7 @@ from typing import Optional
 from mambacode.training.collators import DataCollatorForRetrieval, tokenize_retrieval_pairs
 from mambacode.training.evaluation import evaluate_retrieval
 from mambacode.training.models import build_model, load_tokenizer
-from mambacode.training.script_utils import (parse_script_args, attach, finish, load_dataset_dict,
+from mambacode.training.script_utils import (parse_script_args, attach, load_dataset_dict,
                                              logger, make_callbacks, report_done, require_split, save_with_card,
                                              train_and_evaluate)
 from mambacode.training.validation import DataValidationError, require_columns
@@ -110,9 +110,8 @@ def main(argv=None):
                        data_description=f"Query/code pairs from `{data_args.dataset_path}` (columns "
                                         f"`{data_args.query_column}`/`{data_args.code_column}`), split "
                                         f"`{data_args.train_split}`.",
-                       metrics=metrics, dataset_name=os.path.basename(os.path.normpath(data_args.dataset_path)),
-                       run_args=run_args)
-        finish(trainer, {"finetuned_from": model_args.model_name_or_path, "tasks": "feature-extraction"})
+                       metrics=metrics, dataset_path=data_args.dataset_path, run_args=run_args,
+                       hub_task="feature-extraction")
     report_done(training_args, "run_retrieval")
     return 0
 

@@ -10,7 +10,6 @@ module): token accuracy, micro precision/recall/F1 and macro F1, with the rare-t
 counted as "no type" for F1 unless `--f1_count_other`.
 """
 
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Optional
@@ -20,7 +19,7 @@ import numpy as np
 from mambacode.training.collators import DataCollatorForTypeInference, tokenize_and_align_labels
 from mambacode.training.metrics_loader import load_metric
 from mambacode.training.models import build_model, load_tokenizer
-from mambacode.training.script_utils import (parse_script_args, attach, finish, load_dataset_dict,
+from mambacode.training.script_utils import (parse_script_args, attach, load_dataset_dict,
                                              logger, make_callbacks, report_done, require_split, save_with_card,
                                              train_and_evaluate)
 from mambacode.training.validation import DataValidationError, require_columns
@@ -112,9 +111,8 @@ def main(argv=None):
         save_with_card(trainer, tokenizer, "token_classification", model_args,
                        data_description=f"Word-level type labels from `{data_args.dataset_path}` ({len(names)} "
                                         f"labels), split `{data_args.train_split}`.",
-                       metrics=metrics, dataset_name=os.path.basename(os.path.normpath(data_args.dataset_path)),
-                       run_args=run_args)
-        finish(trainer, {"finetuned_from": model_args.model_name_or_path, "tasks": "token-classification"})
+                       metrics=metrics, dataset_path=data_args.dataset_path, run_args=run_args,
+                       hub_task="token-classification")
     report_done(training_args, "run_type_inference")
     return 0
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy as np
+
+from mambacode.atomic import atomic_path
 
 from .metrics import Thresholds, magnitude_response
 
@@ -31,17 +32,9 @@ def _figure(width: float, height: float):
 
 def save_figure(fig, path: str) -> str:
     """Write `fig` to `path` atomically; the format comes from the extension (png, pdf, svg)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     fmt = os.path.splitext(path)[1].lstrip(".") or "png"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + fmt, dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix="." + fmt) as tmp:
         fig.savefig(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

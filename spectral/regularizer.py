@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 
 import torch
 from transformers import TrainerCallback
 
+from mambacode.atomic import atomic_path
 from mambacode.modeling.spectral_anchor import (
     ANCHOR_ATTR,
     CACHE_ATTR,
@@ -83,16 +83,9 @@ def save_spectral_anchor(model, directory: str) -> str:
         for p, t in entry.items():
             if p != "kind":
                 tensors[f"{name}::{p}"] = t.detach().cpu().contiguous()
-    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, ANCHOR_FILE)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(tensors, tmp, metadata={"format": ANCHOR_FORMAT, "kinds": json.dumps(kinds)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

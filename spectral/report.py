@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from mambacode.atomic import atomic_write_text
 
 from .kernels import DIRECTIONS, KernelRecord, extract_kernels, find_encoder, mixer_kind
 from .metrics import FILTER_CLASSES, Thresholds, spectrum_metrics_batch
@@ -219,21 +220,6 @@ def _clean(obj):
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
-
-
-def atomic_write_text(path: str, text: str) -> str:
-    """Write `text` to `path` via a temporary file in the same folder and os.replace."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _fmt(x, digits=3) -> str:

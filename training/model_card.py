@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+
+from mambacode.atomic import atomic_write_text as atomic_write
 
 PIPELINE_TAGS = {"mlm": "fill-mask", "retrieval": "feature-extraction", "token_classification": "token-classification"}
 TASK_NAMES = {"mlm": "Masked language modelling", "retrieval": "Code search (natural language -> code)",
@@ -118,22 +119,6 @@ def render_model_card(config, task: str, model_name: str, metrics: dict | None =
         lines += ['embeddings = model.encode(["def add(a, b): return a + b"], tokenizer)  # L2-normalised']
     lines += ["```", ""]
     return "\n".join(lines)
-
-
-def atomic_write(path: str, text: str) -> str:
-    """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def write_model_card(output_dir: str, config, task: str, model_name: str | None = None, **kwargs) -> str:

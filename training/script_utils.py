@@ -173,13 +173,20 @@ def train_and_evaluate(trainer, training_args, checkpoint, num_train: int, on_ev
 
 
 def save_with_card(trainer, tokenizer, task: str, model_args, data_description: str, metrics: dict,
-                   dataset_name: str | None, run_args) -> None:
-    """Save model + tokenizer and write README.md (main process only)."""
+                   dataset_path: str, run_args, hub_task: str) -> None:
+    """Save model + tokenizer, write README.md (main process only), then push as transformers' examples do
+    (only with --push_to_hub; `hub_task` is the Hub pipeline tag)."""
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        _write_card(trainer, tokenizer, task, model_args, data_description, metrics,
+                    os.path.basename(os.path.normpath(dataset_path)), run_args)
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks=hub_task)
+
+
+def _write_card(trainer, tokenizer, task, model_args, data_description, metrics, dataset_name, run_args) -> None:
     from .model_card import write_model_card
 
-    trainer.save_model()
-    if not trainer.is_world_process_zero():
-        return
     tokenizer.save_pretrained(trainer.args.output_dir)
     args = trainer.args
     training = {"learning_rate": args.learning_rate, "per_device_train_batch_size": args.per_device_train_batch_size,
@@ -217,12 +224,6 @@ def _spectrum_summary(folder: str) -> str | None:
     return f"{n} spectrum measurements during training in `spectrum_log.jsonl`."
 
 
-def finish(trainer, kwargs: dict) -> None:
-    """Push to the Hub as transformers' examples do (only with --push_to_hub)."""
-    if trainer.args.push_to_hub:
-        trainer.push_to_hub(**kwargs)
-
-
 def report_done(training_args, script: str) -> None:
     """One line per process, so multi-process runs show that every rank got to the end."""
     import torch.distributed as dist
@@ -238,4 +239,4 @@ def data_error_exit(exc: Exception) -> int:
 
 
 __all__ = ["RunArguments", "setup_logging", "last_checkpoint", "load_dataset_dict", "require_split", "make_callbacks",
-           "attach", "train_guarded", "save_with_card", "finish", "report_done", "data_error_exit"]
+           "attach", "train_guarded", "save_with_card", "report_done", "data_error_exit"]
