@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from mambacode.tables import markdown_table
+
 MODELS = ["bert-sdpa", "bert-eager", "roformer", "s4d", "s4d-hf", "s4d-ckpt", "mamba2", "mamba2-hf"]
 
 
@@ -185,20 +187,19 @@ def _row(r):
 
 
 def table(results, args) -> str:
-    lines = [f"device={args.device}  width={args.width} depth={args.depth} tokens/step={args.tokens_per_step}",
-             "| model | params | L | tokens/s | peak MiB | speed vs BERT-sdpa | memory vs BERT-sdpa | "
-             "speed vs BERT-eager | memory vs BERT-eager |",
-             "|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "–" if v is None else f"{v:.2f}x"
+    rows = []
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['model']} | | {r['length']} | {r['error']} | | | | | |")
+            rows.append([r["model"], "", r["length"], r["error"], "", "", "", "", ""])
             continue
-        lines.append(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['length']} | {r['tokens_per_s']:.0f} | "
-                     f"{r['peak_mib']:.0f} | {fmt(r.get('speed_vs_bert_sdpa'))} | {fmt(r.get('memory_vs_bert_sdpa'))} | "
-                     f"{fmt(r.get('speed_vs_bert_eager'))} | {fmt(r.get('memory_vs_bert_eager'))} |")
-    return "\n".join(lines)
-
+        rows.append([r["model"], f"{r['params'] / 1e6:.2f}M", r["length"], f"{r['tokens_per_s']:.0f}",
+                     f"{r['peak_mib']:.0f}", fmt(r.get("speed_vs_bert_sdpa")), fmt(r.get("memory_vs_bert_sdpa")),
+                     fmt(r.get("speed_vs_bert_eager")), fmt(r.get("memory_vs_bert_eager"))])
+    headers = ["model", "params", "L", "tokens/s", "peak MiB", "speed vs BERT-sdpa", "memory vs BERT-sdpa",
+               "speed vs BERT-eager", "memory vs BERT-eager"]
+    return (f"device={args.device}  width={args.width} depth={args.depth} tokens/step={args.tokens_per_step}\n"
+            + markdown_table(headers, rows))
 
 if __name__ == "__main__":
     main()

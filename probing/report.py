@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from mambacode.tables import markdown_table
 
 
 def save_report(results: dict, output_dir: str, name: str = "probe_report") -> dict:
@@ -71,8 +72,7 @@ def plot_layers(results: dict, path: str) -> None:
 def summary_table(results: dict, probe: str = "directprobe") -> str:
     """Markdown table: rows model x task, columns layers, cells accuracy (n clusters for DirectProbe)."""
     layers = sorted({int(l) for m in results["results"].values() for t in m.values() for l in t})
-    lines = ["| model | task | " + " | ".join(f"L{l}" for l in layers) + " |",
-             "|---|---|" + "---|" * len(layers)]
+    rows = []
     for model, per_task in results["results"].items():
         for task, per_layer in per_task.items():
             cells = []
@@ -84,5 +84,18 @@ def summary_table(results: dict, probe: str = "directprobe") -> str:
                     cells.append(f"{r['accuracy']:.3f} ({r['n_clusters']})")
                 else:
                     cells.append(f"{r['accuracy']:.3f} / sel {r['selectivity']:+.3f}")
-            lines.append(f"| {short_name(model)} | {task} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            rows.append([short_name(model), task, *cells])
+    return markdown_table(["model", "task", *(f"L{l}" for l in layers)], rows)
+
+
+def layer_table(accuracies: dict, probe: str = "directprobe", name=short_name) -> str:
+    """Wide Markdown table over several probe runs: one row per model, one column per (task, layer), cells
+    the `probe`'s accuracy. `accuracies` maps a model to {task: {layer: {probe: accuracy}}} (the layout of
+    `probe_models(...)["results"]` with accuracies only); `name` labels the rows."""
+    tasks = list(dict.fromkeys(t for per_task in accuracies.values() for t in per_task))
+    layers = sorted({int(l) for per_task in accuracies.values() for per_layer in per_task.values() for l in per_layer})
+    rows = []
+    for model, per_task in accuracies.items():
+        cells = [per_task.get(t, {}).get(str(l), {}).get(probe) for t in tasks for l in layers]
+        rows.append([name(model), *("–" if c is None else f"{c:.3f}" for c in cells)])
+    return markdown_table(["model", *(f"{t} L{l}" for t in tasks for l in layers)], rows)

@@ -7,10 +7,11 @@ The result loads with `AutoTokenizer.from_pretrained(output_dir)`, has `<s> </s>
 and supports `return_offsets_mapping=True`.
 """
 
+from __future__ import annotations
+
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 from transformers import HfArgumentParser
 
@@ -23,7 +24,7 @@ class TokenizerArguments:
     output_dir: str = field(metadata={"help": "Where to save the tokenizer (save_pretrained)."})
     vocab_size: int = field(default=32_000, metadata={"help": "Vocabulary size, bytes and special tokens included."})
     min_frequency: int = field(default=2, metadata={"help": "Least frequency of a merged pair."})
-    max_texts: Optional[int] = field(default=None, metadata={"help": "Use at most this many texts."})
+    max_texts: int | None = field(default=None, metadata={"help": "Use at most this many texts."})
     model_max_length: int = field(default=1024, metadata={"help": "Recorded as the tokenizer's model_max_length."})
 
 
@@ -31,16 +32,15 @@ def main(argv=None):
     (args,) = HfArgumentParser(TokenizerArguments).parse_args_into_dataclasses(args=argv)
     start = time.perf_counter()
     try:
-        texts = corpus_texts(args.corpus_dir, max_texts=args.max_texts)
-        tok = train_tokenizer(texts, vocab_size=args.vocab_size, output_dir=args.output_dir,
-                              min_frequency=args.min_frequency, model_max_length=args.model_max_length,
-                              show_progress=True)
+        tok = train_tokenizer(corpus_texts(args.corpus_dir, max_texts=args.max_texts), vocab_size=args.vocab_size,
+                              output_dir=args.output_dir, min_frequency=args.min_frequency,
+                              model_max_length=args.model_max_length, show_progress=True)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"vocabulary: {len(tok)} tokens; saved to {args.output_dir} in {time.perf_counter() - start:.1f} s")
-    return 0
-
+    else:
+        print(f"vocabulary: {len(tok)} tokens; saved to {args.output_dir} in {time.perf_counter() - start:.1f} s")
+        return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -100,10 +100,10 @@ def load_tokenizer(paths):
     return None
 
 
-def run(args: SpectrumArguments) -> dict:
-    """Build and write the report; returns {name: path}."""
+def measure(args: SpectrumArguments):
+    """The report of one checkpoint (`SpectrumReport`) or of the shift between two (`ShiftReport`)."""
     from .kernels import mixer_kind
-    from .report import check_same_architecture, compare_reports, spectrum_report, write_report
+    from .report import check_same_architecture, compare_reports, spectrum_report
     from .snippets import read_snippets
 
     pre = load_encoder(args.model_name_or_path)
@@ -128,8 +128,16 @@ def run(args: SpectrumArguments) -> dict:
     if post is not None:
         report = compare_reports(report, spectrum_report(post, args.length, inputs, label=args.compare_label,
                                                          **kwargs))
+    return report
+
+
+def run(args: SpectrumArguments) -> dict:
+    """Measure, write the report and print its summary; returns {name: path}."""
+    from .report import write_report
+
+    report = measure(args)
     paths = write_report(report, args.output_dir, figures=not args.no_figures, with_kernels=args.with_kernels)
-    if post is not None:
+    if args.compare_to:
         ch = report.class_changes()
         print(f"{ch['total']} of {ch['kernels']} SSM kernels changed class: {ch['transitions']}")
     else:
@@ -152,4 +160,4 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["SpectrumArguments", "run", "main", "load_encoder", "load_tokenizer"]
+__all__ = ["SpectrumArguments", "measure", "run", "main", "load_encoder", "load_tokenizer"]

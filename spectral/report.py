@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mambacode.atomic import atomic_write_text
+from mambacode.tables import markdown_table
 
 from .kernels import DIRECTIONS, KernelRecord, extract_kernels, find_encoder, mixer_kind
 from .metrics import FILTER_CLASSES, Thresholds, spectrum_metrics_batch
@@ -235,9 +236,7 @@ def _fmt(x, digits=3) -> str:
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(headers, [[_fmt(v) for v in row] for row in rows])
 
 
 def _settings_md(rep: SpectrumReport) -> list[str]:

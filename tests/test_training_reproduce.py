@@ -1,16 +1,22 @@
-"""reproduce.py's machinery without training: stages skip when done, a failing stage is named, and the
-report's tables come from the files the stages write."""
+"""The reproduction pipeline without training: the stage runner (skip via markers that carry the typed
+result, failures named with their log), the driver's resume after a failing stage (library calls replaced
+by fakes that count their calls), and the report rendered from hand-built typed results."""
 
 import importlib.util
 import json
+import logging
 import os
 
 import pytest
 
+from mambacode.training import MLMResult, RetrievalResult, TypeInferenceResult
+from mambacode.training.pipeline import ExportResult, ProbeResult, SpectrumResult, StageError, StageRunner
+from mambacode.training.reproduction_report import markdown_to_html, write_report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def rp():
     spec = importlib.util.spec_from_file_location("_test_reproduce", os.path.join(ROOT, "scripts", "reproduce.py"))
     module = importlib.util.module_from_spec(spec)
@@ -18,49 +24,148 @@ def rp():
     return module
 
 
-def test_stages_skip_when_done_and_failures_are_named(rp, tmp_path):
-    pl = rp.Pipeline(str(tmp_path), "tiny")
-    calls = []
-    folder = str(tmp_path / "a")
-    pl.stage("a", folder, lambda log: calls.append(1))
-    pl.stage("a", folder, lambda log: calls.append(2))
-    assert calls == [1] and os.path.exists(os.path.join(folder, ".done"))
+def test_stage_runs_once_and_hands_its_typed_result_on(tmp_path):
+    stage, calls = StageRunner(str(tmp_path / "logs")), []
 
-    def boom(log):
+    def fn():
+        calls.append(1)
+        print("to the log")
+        logging.getLogger("transformers").warning("library record")
+        return MLMResult(str(tmp_path / "m"), train_loss=1.5, perplexity=7.25, encoder_parameters=12)
+
+    first = stage("a", str(tmp_path / "a"), fn, MLMResult)
+    again = StageRunner(str(tmp_path / "logs"))("a", str(tmp_path / "a"), fn, MLMResult)  # a resumed run
+    assert calls == [1] and again == first and isinstance(again, MLMResult) and again.perplexity == 7.25
+    log = open(tmp_path / "logs" / "a.log").read()
+    assert "to the log" in log and "library record" in log
+    # a marker without a result (an older version's) runs the stage again
+    json.dump({"stage": "a", "seconds": 1}, open(tmp_path / "a" / ".done", "w"))
+    stage("a", str(tmp_path / "a"), fn, MLMResult)
+    assert calls == [1, 1]
+
+
+def test_failing_stage_is_named_with_its_log_and_not_marked_done(tmp_path):
+    stage = StageRunner(str(tmp_path / "logs"))
+
+    def boom():
         print("halfway")
         raise ValueError("bad data")
 
-    with pytest.raises(rp.StageError, match=r"stage 'b' failed \(ValueError: bad data\); see .*b\.log"):
-        pl.stage("b", str(tmp_path / "b"), boom)
+    with pytest.raises(StageError, match=r"stage 'b' failed \(ValueError: bad data\); see .*b\.log"):
+        stage("b", str(tmp_path / "b"), boom)
     log = open(tmp_path / "logs" / "b.log").read()
     assert "halfway" in log and "Traceback" in log
-    assert not os.path.exists(tmp_path / "b" / ".done")  # not marked done: the next run retries it
-    with pytest.raises(rp.StageError, match=r"stage 'c' failed \(exit status 2\)"):
-        pl.stage("c", str(tmp_path / "c"), lambda log: (_ for _ in ()).throw(SystemExit(2)))
+    assert not os.path.exists(tmp_path / "b" / ".done")
+    with pytest.raises(StageError, match=r"stage 'c' failed \(exit status 2\)"):
+        stage("c", str(tmp_path / "c"), lambda: (_ for _ in ()).throw(SystemExit(2)))
+    # the loggers' handlers are back after a failure
+    assert all(not isinstance(h, logging.StreamHandler) or getattr(h.stream, "name", "") != str(tmp_path / "logs" / "b.log")
+               for h in logging.getLogger().handlers)
 
 
-def test_report_tables_from_stage_outputs(rp, tmp_path):
-    pl = rp.Pipeline(str(tmp_path), "tiny")
-    def put(path, data):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        json.dump(data, open(path, "w"))
+def _fake_library(rp, monkeypatch, calls, fail=None):
+    """Replace the driver's library calls by fakes writing nothing but their folders; `fail`: a stage name."""
+    def record(name, result):
+        calls.append(name)
+        if name == fail:
+            raise RuntimeError(f"{name} broke")
+        return result
 
-    put(str(tmp_path / "finetune/advtest/s4d/all_results.json"), {"retrieval_adv_mrr": 0.1234, "test_mrr": 0.5})
-    put(str(tmp_path / "finetune/longctx/s4d/all_results.json"), {"test_mrr": 0.25})
-    put(str(tmp_path / "finetune/types/s4d/all_results.json"), {"test_micro_f1": 0.4, "test_accuracy": 0.6})
-    put(str(tmp_path / "finetune/types/s4d+anchor/all_results.json"), {"test_micro_f1": 0.45})
-    put(str(tmp_path / "probes/pretrained/probe_report.json"), {"results": {
-        str(tmp_path / "pretrain/s4d"): {"ast_distance": {"1": {"directprobe": {"accuracy": 0.5}, "linear": {"accuracy": 0.4}}}}}})
-    put(str(tmp_path / "spectra/types/s4d/spectral_shift.json"), {
-        "class_changes": {"kernels": 4, "total": 1, "transitions": {"low-pass -> band-pass": 1}},
-        "layer_mean_abs_delta_log10_lhfr": {"layers": [0, 1], "values": {"forward": [0.5, 0.25]}}})
-    rp.write_report(pl)
-    md = open(tmp_path / "report.md").read()
-    row = next(line for line in md.splitlines() if line.startswith("| s4d |"))
-    assert "12.34" in row and "50.00" in row and "25.00" in row and "40.00" in row and "60.00" in row
-    assert any(line.startswith("| s4d+anchor |") and "45.00" in line for line in md.splitlines())
-    assert "| s4d (pretrained) | 0.500 |" in md and "| s4d (pretrained) | 0.400 |" in md
-    assert "1 / 4" in md and "low-pass -> band-pass (1)" in md
+    def build_corpus(output_dir, **kw):
+        record("corpus", None)
+        for t in ("retrieval", "retrieval_adv", "long_context", "type_inference"):
+            os.makedirs(os.path.join(output_dir, t), exist_ok=True)
+
+    monkeypatch.setattr(rp, "build_corpus", build_corpus)
+    monkeypatch.setattr(rp, "corpus_texts", lambda corpus: [])
+    monkeypatch.setattr(rp, "train_tokenizer", lambda texts, **kw: record("tokenizer", None))
+    monkeypatch.setattr(rp, "pretrain", lambda p, v, tok, corpus, out: record(
+        f"pretrain-{v}", MLMResult(out, perplexity=10.0 + len(v), encoder_parameters=1000 + len(v))))
+
+    def finetune(p, task, name, model_dir, corpus, out):
+        if task == "types":
+            return record(f"finetune-{task}-{name}", TypeInferenceResult(out, test_metrics={"micro_f1": 0.5, "accuracy": 0.75}))
+        return record(f"finetune-{task}-{name}", RetrievalResult(out, test_metrics={
+            "test": {"mrr": 0.25}, "retrieval_adv": {"mrr": 0.125}}))
+
+    monkeypatch.setattr(rp, "finetune", finetune)
+    monkeypatch.setattr(rp, "export_models", lambda folders, root: record("export", sorted(folders)))
+    monkeypatch.setattr(rp, "probe", lambda p, models, out, corpus, probe_set=None: record(
+        f"probe-{os.path.basename(out)}", ProbeResult({m: {"ast_distance": {"1": {"linear": 0.5}}} for m in models})))
+    monkeypatch.setattr(rp, "spectrum_inputs", lambda corpus, path: path)
+    monkeypatch.setattr(rp, "spectrum", lambda p, pre, post, out, tok, inputs: record(
+        f"spectrum-{os.path.basename(out)}", SpectrumResult(4, 1, {"low-pass -> band-pass": 1}, [0], {"forward": [0.5]})))
+
+
+def test_driver_names_a_failing_stage_and_resumes_after_it(rp, tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "run")
+    calls = []
+    _fake_library(rp, monkeypatch, calls, fail="finetune-types-s4d+anchor")
+    argv = ["--preset", "tiny", "--output_dir", out, "--variants", "s4d,rocoder"]
+    assert rp.main(argv) == 1
+    assert "stage 'finetune-types-s4d+anchor' failed (RuntimeError: finetune-types-s4d+anchor broke)" in capsys.readouterr().out
+    done_before = list(calls)
+    calls.clear()
+    _fake_library(rp, monkeypatch, calls)
+    assert rp.main(argv) == 0
+    # only the failed stage and those after it ran again
+    assert calls[0] == "finetune-types-s4d+anchor" and not set(calls) & set(done_before[:-1])
+    assert calls == ["finetune-types-s4d+anchor", "finetune-types-rocoder", "export", "probe-finetuned",
+                     "spectrum-s4d", "spectrum-s4d", "spectrum-s4d+anchor"]
+    md = open(os.path.join(out, "report.md")).read()
+    # results handed on from skipped stages (markers) and fresh ones alike
+    assert "| s4d | 1,003 | 13.0 | 12.50 | 25.00 | 25.00 | 50.00 | 75.00 |" in md
+    assert "| rocoder | 1,007 | 17.0 | 12.50 | 25.00 | 25.00 | 50.00 | 75.00 |" in md
+    calls.clear()
+    assert rp.main(argv) == 0 and calls == []  # everything done: nothing but the report
+
+
+def test_report_from_typed_results(tmp_path):
+    out = str(tmp_path)
+    pre = {"s4d": MLMResult(out + "/pretrain/s4d", perplexity=123.456, encoder_parameters=1234567)}
+    ft = {("advtest", "s4d"): RetrievalResult("x", test_metrics={"test": {"mrr": 0.5}, "retrieval_adv": {"mrr": 0.1234}}),
+          ("longctx", "s4d"): RetrievalResult("y", test_metrics={"test": {"mrr": 0.25}}),
+          ("types", "s4d"): TypeInferenceResult("z", test_metrics={"micro_f1": 0.4, "accuracy": 0.6}),
+          ("types", "s4d+anchor"): TypeInferenceResult("w", test_metrics={"micro_f1": 0.45})}
+    probes = {"pretrained": ProbeResult({out + "/pretrain/s4d": {"ast_distance": {"0": {"directprobe": 0.5, "linear": 0.4},
+                                                                                  "1": {"linear": 0.375}}}}),
+              "finetuned": ProbeResult({out + "/finetune/types/s4d": {"dfg": {"1": {"directprobe": 0.875}}}})}
+    spectra = {("types", "s4d"): SpectrumResult(4, 1, {"low-pass -> band-pass": 1}, [0, 1],
+                                                {"forward": [0.5, None], "backward": [0.25, 0.125]})}
+    from mambacode.training.pipeline import Preset
+
+    preset = Preset(**{f: 1 for f in ("max_functions", "vocab_size", "hidden_size", "num_hidden_layers",
+                                       "intermediate_size", "state_size", "mamba_head_dim", "mlm_seq", "mlm_steps",
+                                       "mlm_batch", "mlm_lr", "ft_steps", "ft_batch", "ft_lr", "query_len",
+                                       "code_len", "long_code_len", "type_len", "eval_samples", "probe_pairs",
+                                       "probe_snippets", "spectrum_length", "anchor_weight", "warmup")},
+                    probe_kinds="linear")
+    write_report(out, "tiny", preset, pre, ft, probes, spectra, {"corpus": 1.5})
+    lines = open(tmp_path / "report.md").read().splitlines()
+    assert "| s4d | 1,234,567 | 123.5 | 12.34 | 50.00 | 25.00 | 40.00 | 60.00 |" in lines
+    assert "| s4d+anchor | 1,234,567 | 123.5 | – | – | – | 45.00 | – |" in lines
+    # probing: one row per model over both runs, columns task x layer in order of appearance
+    assert "| model | ast_distance L0 | ast_distance L1 | dfg L0 | dfg L1 |" in lines
+    assert "| s4d (pretrained) | 0.500 | – | – | – |" in lines          # DirectProbe
+    assert "| s4d (after types FT) | – | – | – | 0.875 |" in lines
+    assert "| s4d (pretrained) | 0.400 | 0.375 | – | – |" in lines      # linear
+    assert "| s4d | types | 1 / 4 | low-pass -> band-pass (1) | forward: 0.50, –; backward: 0.25, 0.12 |" in lines
+    assert "| corpus | 1.5 |" in lines
+    rows = json.load(open(tmp_path / "results.json"))
+    assert rows["s4d"] == {"advtest": 0.1234, "advtest_clean": 0.5, "params": 1234567, "longctx": 0.25,
+                           "types": 0.4, "types_acc": 0.6, "mlm_ppl": 123.456}
     page = open(tmp_path / "report.html").read()
-    assert page.count("<table>") >= 3 and "data:image/png;base64," in page  # the results plot is embedded
-    assert json.load(open(tmp_path / "results.json"))["s4d"]["types"] == 0.4
+    assert page.count("<table>") == 5 and "data:image/png;base64," in page  # the results plot is embedded
+
+
+def test_markdown_to_html_tables_code_and_figures(tmp_path):
+    (tmp_path / "f.png").write_bytes(b"\x89PNG fake")
+    page = markdown_to_html("# T `x<y`\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![cap](f.png)\n\n![gone](g.png)\n",
+                            str(tmp_path))
+    assert "<h1>T <code>x&lt;y</code></h1>" in page
+    assert "<th>a</th>" in page and "<td>2</td>" in page
+    import base64
+
+    encoded = base64.b64encode(b"\x89PNG fake").decode()
+    assert f'src="data:image/png;base64,{encoded}"' in page
+    assert "(missing figure g.png)" in page

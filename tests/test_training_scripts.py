@@ -154,10 +154,9 @@ def test_nan_guard_names_step_and_keeps_last_good_checkpoint(data, tmp_path, mon
 
     monkeypatch.setattr(MambaCodeForRetrieval, "forward", poisoned)
     out = str(tmp_path / "nan")
-    with pytest.raises(SystemExit) as info:
-        script("run_retrieval")(["--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"], *SMALL,
-                                 "--output_dir", out, "--do_train", "--max_steps", "5", "--save_steps", "2", *TRAIN])
-    assert info.value.code == 1
+    assert script("run_retrieval")(["--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"], *SMALL,
+                                    "--output_dir", out, "--do_train", "--max_steps", "5", "--save_steps", "2",
+                                    *TRAIN]) == 1
     assert sorted(d for d in os.listdir(out) if d.startswith("checkpoint-")) == ["checkpoint-2"]
     assert not os.path.exists(os.path.join(out, "model.safetensors"))  # no final model saved after the NaN
 

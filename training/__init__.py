@@ -1,44 +1,28 @@
 """mambacode.training: the glue between the model, the corpora and `transformers.Trainer`.
 
-Collators, local `evaluate` metric modules (MRR & co. over a whole pool, type-inference F1), Trainer
-callbacks (NaN guard; the probing and spectral callbacks re-exported lazily), model construction for
-MambaCode and the RoCoder (RoFormer) baseline, data validation and model cards. Heavy imports are lazy so
-`import mambacode.training` stays cheap.
+The training entry points as library functions (`run_mlm`, `run_retrieval`, `run_type_inference`, each
+returning a typed result), the reproduction pipeline (`mambacode.training.pipeline`), collators, local
+`evaluate` metric modules (MRR & co. over a whole pool, type-inference F1), the NaN-guarded Trainer, model
+construction for MambaCode and the RoCoder (RoFormer) baseline, data validation and model cards.
 """
 
-from importlib import import_module
+from .callbacks import GuardedTrainer, NaNGuardCallback, NonFiniteLossError
+from .collators import (DataCollatorForRetrieval, DataCollatorForTypeInference, group_texts, mlm_collator,
+                        tokenize_and_align_labels, tokenize_retrieval_pairs)
+from .entry_points import (MLMDataArguments, MLMResult, RetrievalDataArguments, RetrievalResult,
+                           TypeInferenceDataArguments, TypeInferenceResult, run_mlm, run_retrieval, run_type_inference)
+from .evaluation import evaluate_retrieval, retrieval_pool
+from .metrics_loader import load_metric, metric_path, retrieval_metrics
+from .model_card import render_model_card, write_model_card
+from .models import ModelArguments, build_model
+from .rocoder import RoCoderForRetrieval
+from .script_utils import RunArguments
+from .validation import DataValidationError, check_tokenizer_matches_model, require_columns
 
-_EXPORTS = {
-    "DataCollatorForRetrieval": "collators",
-    "DataCollatorForTypeInference": "collators",
-    "mlm_collator": "collators",
-    "tokenize_and_align_labels": "collators",
-    "tokenize_retrieval_pairs": "collators",
-    "group_texts": "collators",
-    "load_metric": "metrics_loader",
-    "metric_path": "metrics_loader",
-    "retrieval_metrics": "metrics_loader",
-    "retrieval_pool": "evaluation",
-    "evaluate_retrieval": "evaluation",
-    "NonFiniteLossError": "callbacks",
-    "NaNGuardCallback": "callbacks",
-    "GuardedTrainer": "callbacks",
-    "ProbeCallback": "callbacks",
-    "SpectrumCallback": "callbacks",
-    "DataValidationError": "validation",
-    "require_columns": "validation",
-    "check_tokenizer_matches_model": "validation",
-    "build_model": "models",
-    "ModelArguments": "models",
-    "RoCoderForRetrieval": "rocoder",
-    "write_model_card": "model_card",
-    "render_model_card": "model_card",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["DataCollatorForRetrieval", "DataCollatorForTypeInference", "DataValidationError", "GuardedTrainer",
+           "MLMDataArguments", "MLMResult", "ModelArguments", "NaNGuardCallback", "NonFiniteLossError",
+           "RetrievalDataArguments", "RetrievalResult", "RoCoderForRetrieval", "RunArguments",
+           "TypeInferenceDataArguments", "TypeInferenceResult", "build_model", "check_tokenizer_matches_model",
+           "evaluate_retrieval", "group_texts", "load_metric", "metric_path", "mlm_collator", "render_model_card",
+           "require_columns", "retrieval_metrics", "retrieval_pool", "run_mlm", "run_retrieval",
+           "run_type_inference", "tokenize_and_align_labels", "tokenize_retrieval_pairs", "write_model_card"]

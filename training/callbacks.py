@@ -8,16 +8,18 @@ micro-batch's loss (agreed across processes, so no rank is left waiting in a col
 stops a run whose *logged* loss or gradient norm is non-finite (e.g. an overflow in the optimizer) and
 cancels the save of that step.
 
-`ProbeCallback` (mambacode.probing) and `SpectrumCallback` (mambacode.spectral) are re-exported lazily.
+`ProbeCallback` lives in `mambacode.probing`, `SpectrumCallback` in `mambacode.spectral`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from importlib import import_module
+import os
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,10 +59,6 @@ class GuardedTrainer(Trainer):
         if self.args.world_size > 1:
             bad = self.accelerator.reduce(bad, reduction="sum")
         if bad.item() > 0:
-            import os
-
-            from transformers.trainer_utils import get_last_checkpoint
-
             step = self.state.global_step + 1
             last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
             where = "this process" if local_bad else "another process"
@@ -89,28 +87,10 @@ class NaNGuardCallback(TrainerCallback):
                 self.tripped = {"step": state.global_step, "key": key, "value": value}
                 control.should_training_stop = True
                 control.should_save = False
-                import logging
-
                 logging.getLogger(__name__).error(
                     "NaN guard: logged %s=%r at step %d; stopping without saving this step.", key, value,
                     state.global_step)
         return control
 
 
-_LAZY = {"ProbeCallback": "mambacode.probing", "SpectrumCallback": "mambacode.spectral"}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        module = import_module(_LAZY[name])
-        try:
-            return getattr(module, name)
-        except AttributeError:
-            try:  # the packages may keep it in a submodule
-                return getattr(import_module(_LAZY[name] + ".callback"), name)
-            except (ImportError, AttributeError) as exc:
-                raise ImportError(f"{name} is not available in {_LAZY[name]} (is that package complete?)") from exc
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["NonFiniteLossError", "GuardedTrainer", "NaNGuardCallback", "ProbeCallback", "SpectrumCallback"]
+__all__ = ["NonFiniteLossError", "GuardedTrainer", "NaNGuardCallback"]

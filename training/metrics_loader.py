@@ -22,10 +22,19 @@ def load_metric(name: str, **kwargs):
     return evaluate.load(metric_path(name), **kwargs)
 
 
+def metric_info(description: str, citation: str, inputs_description: str, **features):
+    """The `evaluate.MetricInfo` of a local metric module; `features`: its input columns' feature types."""
+    import datasets
+    import evaluate
+
+    return evaluate.MetricInfo(description=description, citation=citation, inputs_description=inputs_description,
+                               features=datasets.Features(features))
+
+
 def retrieval_metrics(scores, gold) -> dict:
     """MRR, Recall@1/5/10 and nDCG@10 of a (queries x pool) score matrix and the gold pool indices."""
     metric = load_metric("mrr")
     return metric.compute(predictions=[list(map(float, row)) for row in scores], references=[int(g) for g in gold])
 
 
-__all__ = ["METRICS", "metric_path", "load_metric", "retrieval_metrics"]
+__all__ = ["METRICS", "metric_path", "load_metric", "metric_info", "retrieval_metrics"]

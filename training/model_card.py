@@ -12,6 +12,7 @@ import json
 import os
 
 from mambacode.atomic import atomic_write_text as atomic_write
+from mambacode.tables import markdown_table
 
 PIPELINE_TAGS = {"mlm": "fill-mask", "retrieval": "feature-extraction", "token_classification": "token-classification"}
 TASK_NAMES = {"mlm": "Masked language modelling", "retrieval": "Code search (natural language -> code)",
@@ -50,12 +51,6 @@ def _yaml(obj, indent: int = 0) -> list[str]:
             else:
                 lines.append(f"{pad}- {_yaml_scalar(item)}")
     return lines
-
-
-def _table(headers, rows) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
 
 
 def render_model_card(config, task: str, model_name: str, metrics: dict | None = None, dataset: str | None = None,
@@ -97,14 +92,14 @@ def render_model_card(config, task: str, model_name: str, metrics: dict | None =
     rows = [(k, f"`{cfg[k]}`") for k in ARCH_KEYS if k in cfg and cfg[k] is not None]
     if num_parameters is not None:
         rows.append(("parameters", f"{num_parameters:,}"))
-    lines += [_table(["field", "value"], rows), ""]
+    lines += [markdown_table(["field", "value"], rows), ""]
     lines += ["## Training data", "", data_description or (f"`{dataset}`" if dataset else "Not recorded."), ""]
     if training:
-        lines += ["## Training procedure", "", _table(["hyper-parameter", "value"],
+        lines += ["## Training procedure", "", markdown_table(["hyper-parameter", "value"],
                                                      [(k, f"`{v}`") for k, v in training.items()]), ""]
     lines += ["## Evaluation", ""]
     if metrics:
-        lines += [_table(["metric", "value"], [(k, f"{v:.4f}" if isinstance(v, float) else v)
+        lines += [markdown_table(["metric", "value"], [(k, f"{v:.4f}" if isinstance(v, float) else v)
                                                for k, v in metrics.items()]), ""]
     else:
         lines += ["No evaluation was run for this folder.", ""]

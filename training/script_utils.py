@@ -3,13 +3,25 @@ with a model card, push to the Hub, and the clear failure of bad inputs."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Optional
+
+import datasets
+import torch.distributed as dist
+import transformers
+from transformers import HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from mambacode.probing.callback import ProbeCallback
+from mambacode.spectral.callback import SpectrumCallback
+
+from .callbacks import NonFiniteLossError
+from .model_card import write_model_card
+from .models import ModelArguments
+from .validation import DataValidationError
 
 logger = logging.getLogger("mambacode.training")
 
@@ -21,38 +33,39 @@ class RunArguments:
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "Start from scratch even if output_dir holds checkpoints (default: resume from the last one)."})
     probe_callback: bool = field(default=False, metadata={"help": "Attach mambacode.probing.ProbeCallback."})
-    probe_set: Optional[str] = field(default=None, metadata={
+    probe_set: str | None = field(default=None, metadata={
         "help": "Saved ProbeSet for --probe_callback (scripts/probe.py writes one)."})
-    probe_every_n_steps: Optional[int] = field(default=None, metadata={"help": "Probe every N steps (default: at evaluations)."})
+    probe_every_n_steps: int | None = field(default=None, metadata={"help": "Probe every N steps (default: at evaluations)."})
     probe_kinds: str = field(default="linear", metadata={"help": "Probes run by the callback: linear,directprobe."})
     spectrum_callback: bool = field(default=False, metadata={"help": "Attach mambacode.spectral.SpectrumCallback."})
-    spectrum_every_n_steps: Optional[int] = field(default=None, metadata={"help": "Measure spectra every N steps."})
+    spectrum_every_n_steps: int | None = field(default=None, metadata={"help": "Measure spectra every N steps."})
     spectrum_length: int = field(default=4096, metadata={"help": "Kernel length of the spectrum callback."})
-    model_card_name: Optional[str] = field(default=None, metadata={"help": "Title of the model card."})
+    model_card_name: str | None = field(default=None, metadata={"help": "Title of the model card."})
 
 
-def parse_script_args(data_args_class, argv=None):
-    """Parse (model, data, training, run) arguments the transformers-example way, set up logging and the
-    seed, and find the checkpoint to resume from. Returns the four dataclasses and that checkpoint."""
-    from transformers import HfArgumentParser, TrainingArguments, set_seed
-
-    from .models import ModelArguments
-
+def run_script(entry_point, data_args_class, argv=None) -> int:
+    """A `scripts/run_*.py` main: parse (model, data, training, run) arguments the transformers-example way
+    (or one JSON file), set up logging, call `entry_point`. Bad input: message and exit status 2; a
+    non-finite loss: message and exit status 1 (the last good checkpoint stays the last on disk)."""
     parser = HfArgumentParser((ModelArguments, data_args_class, TrainingArguments, RunArguments))
     if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
         parsed = parser.parse_json_file(os.path.abspath(sys.argv[1]))
     else:
         parsed = parser.parse_args_into_dataclasses(args=argv)
-    model_args, data_args, training_args, run_args = parsed
-    setup_logging(training_args)
-    set_seed(training_args.seed)
-    return model_args, data_args, training_args, run_args, last_checkpoint(training_args, run_args)
+    setup_logging(parsed[2])
+    try:
+        entry_point(*parsed)
+    except NonFiniteLossError as exc:
+        logger.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (DataValidationError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def setup_logging(training_args) -> None:
-    import datasets
-    import transformers
-
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
     level = training_args.get_process_log_level()
@@ -63,10 +76,8 @@ def setup_logging(training_args) -> None:
                 training_args.device)
 
 
-def last_checkpoint(training_args, run_args) -> Optional[str]:
+def last_checkpoint(training_args, run_args) -> str | None:
     """The checkpoint to resume from (transformers-example rules), or None to start fresh."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     out = training_args.output_dir
     if training_args.resume_from_checkpoint:
         return training_args.resume_from_checkpoint
@@ -83,93 +94,53 @@ def last_checkpoint(training_args, run_args) -> Optional[str]:
 
 def load_dataset_dict(path: str, where: str = "--dataset_path"):
     """`datasets.load_from_disk` with a clear error for a missing folder."""
-    import datasets
-
     if not path or not os.path.exists(path):
         raise FileNotFoundError(f"{where}={path!r} does not exist (build it with scripts/build_corpus.py)")
     return datasets.load_from_disk(path)
 
 
 def require_split(dsets, split: str, where: str):
-    from .validation import DataValidationError
-
     if split not in dsets:
         raise DataValidationError(f"{where} has no split {split!r}; it has {list(dsets)}")
     return dsets[split]
 
 
-def _accepted(cls, kwargs: dict) -> dict:
-    params = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
-def make_callbacks(run_args, model_args, tokenizer) -> list:
-    """Callbacks asked for by the flags (a missing package is a clear ImportError, not a silent no-op)."""
-    from .callbacks import NaNGuardCallback
-
-    callbacks = [NaNGuardCallback()]
-    if model_args.spectral_anchor_weight > 0:
-        from mambacode.spectral.regularizer import SpectralAnchorCallback
-
-        callbacks.append(SpectralAnchorCallback())
+def make_callbacks(run_args, tokenizer) -> list:
+    """The probing and spectrum callbacks asked for by the flags."""
+    callbacks = []
     if run_args.probe_callback:
-        from .callbacks import __getattr__ as lazy
-
-        ProbeCallback = lazy("ProbeCallback")
         if not run_args.probe_set:
             raise ValueError("--probe_callback needs --probe_set (a ProbeSet folder; scripts/probe.py saves one "
                              "under its output_dir)")
-        callbacks.append(ProbeCallback(**_accepted(ProbeCallback, {
-            "probe_set": run_args.probe_set, "tokenizer": tokenizer, "every_n_steps": run_args.probe_every_n_steps,
-            "probes": tuple(p.strip() for p in run_args.probe_kinds.split(",") if p.strip())})))
+        callbacks.append(ProbeCallback(probe_set=run_args.probe_set, tokenizer=tokenizer,
+                                       every_n_steps=run_args.probe_every_n_steps,
+                                       probes=tuple(p.strip() for p in run_args.probe_kinds.split(",") if p.strip())))
     if run_args.spectrum_callback:
-        from .callbacks import __getattr__ as lazy
-
-        SpectrumCallback = lazy("SpectrumCallback")
-        callbacks.append(SpectrumCallback(**_accepted(SpectrumCallback, {
-            "every_n_steps": run_args.spectrum_every_n_steps, "length": run_args.spectrum_length,
-            "tokenizer": tokenizer})))
+        callbacks.append(SpectrumCallback(every_n_steps=run_args.spectrum_every_n_steps,
+                                          length=run_args.spectrum_length, tokenizer=tokenizer))
     return callbacks
 
 
-def attach(trainer, callbacks) -> None:
-    """Give callbacks that want it (ProbeCallback.attach) a handle on the trainer."""
-    for cb in callbacks:
-        if hasattr(cb, "attach"):
-            cb.attach(trainer)
-
-
-def train_guarded(trainer, checkpoint) -> object:
-    """trainer.train(); a NonFiniteLossError is logged with its message and exits with status 1."""
-    from .callbacks import NonFiniteLossError
-
-    try:
-        return trainer.train(resume_from_checkpoint=checkpoint)
-    except NonFiniteLossError as exc:
-        logger.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-
-
-def train_and_evaluate(trainer, training_args, checkpoint, num_train: int, on_eval=None) -> dict:
-    """The example scripts' shared train (resuming) / evaluate block; returns the eval metrics or {}.
-
-    `on_eval(metrics)` may add derived entries (e.g. perplexity) before they are logged and saved.
-    """
+def train_and_evaluate(trainer, training_args, checkpoint, train_ds, on_eval=None) -> tuple[float | None, dict]:
+    """Train (resuming from `checkpoint`) and evaluate as transformers' examples do; returns the training loss
+    (None without do_train) and the eval metrics ({} without do_eval). `on_eval(metrics)` may add derived
+    entries (e.g. perplexity) before they are logged and saved."""
+    train_loss = None
     if training_args.do_train:
-        result = train_guarded(trainer, checkpoint)
-        train_metrics = dict(result.metrics, train_samples=num_train)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        train_metrics = dict(result.metrics, train_samples=len(train_ds))
+        train_loss = train_metrics.get("train_loss")
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
     if not training_args.do_eval:
-        return {}
+        return train_loss, {}
     eval_metrics = trainer.evaluate()
     if on_eval is not None:
         on_eval(eval_metrics)
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
-    return eval_metrics
+    return train_loss, eval_metrics
 
 
 def save_with_card(trainer, tokenizer, task: str, model_args, data_description: str, metrics: dict,
@@ -185,8 +156,6 @@ def save_with_card(trainer, tokenizer, task: str, model_args, data_description: 
 
 
 def _write_card(trainer, tokenizer, task, model_args, data_description, metrics, dataset_name, run_args) -> None:
-    from .model_card import write_model_card
-
     tokenizer.save_pretrained(trainer.args.output_dir)
     args = trainer.args
     training = {"learning_rate": args.learning_rate, "per_device_train_batch_size": args.per_device_train_batch_size,
@@ -226,17 +195,10 @@ def _spectrum_summary(folder: str) -> str | None:
 
 def report_done(training_args, script: str) -> None:
     """One line per process, so multi-process runs show that every rank got to the end."""
-    import torch.distributed as dist
-
     backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else "none"
     print(f"[{script}] process {training_args.process_index} of {training_args.world_size} finished "
           f"(distributed backend: {backend})", flush=True)
 
 
-def data_error_exit(exc: Exception) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    return 2
-
-
-__all__ = ["RunArguments", "setup_logging", "last_checkpoint", "load_dataset_dict", "require_split", "make_callbacks",
-           "attach", "train_guarded", "save_with_card", "report_done", "data_error_exit"]
+__all__ = ["RunArguments", "run_script", "setup_logging", "last_checkpoint", "load_dataset_dict", "require_split",
+           "make_callbacks", "train_and_evaluate", "save_with_card", "report_done"]

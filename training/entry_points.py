@@ -1,0 +1,327 @@
+"""The three training entry points as library functions: MLM pretraining, code-search (retrieval) fine-tuning
+and type-inference fine-tuning. Each takes the transformers-example argument dataclasses (model, data,
+`TrainingArguments`, run) and returns a typed result; `scripts/run_*.py` are thin `HfArgumentParser`
+wrappers around them and `mambacode.training.pipeline` calls them directly.
+
+Bad input raises `DataValidationError` / `FileNotFoundError` / `ValueError` naming the file, split or
+column; a non-finite loss raises `NonFiniteLossError`. A run whose output_dir holds a checkpoint resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+from transformers import set_seed
+
+from .callbacks import GuardedTrainer, NaNGuardCallback
+from .collators import (DataCollatorForRetrieval, DataCollatorForTypeInference, group_texts, mlm_collator,
+                        tokenize_and_align_labels, tokenize_retrieval_pairs)
+from .evaluation import evaluate_retrieval
+from .metrics_loader import load_metric
+from .models import build_model, load_tokenizer
+from .script_utils import (last_checkpoint, load_dataset_dict, logger, make_callbacks, report_done, require_split,
+                           save_with_card, train_and_evaluate)
+from .validation import DataValidationError, require_columns
+
+OTHER = "other"  # the type-inference bucket of rare types
+
+
+# ------------------------------------------------------------------------------------------ arguments
+@dataclass
+class DataArguments:
+    """The data flags every entry point has (the task's own follow in its subclass)."""
+
+    dataset_path: str = field(metadata={"help": "DatasetDict on disk (scripts/build_corpus.py writes them), e.g. "
+                                                "corpus/retrieval, corpus/long_context, corpus/type_inference."})
+    train_split: str = field(default="train")
+    validation_split: str = field(default="validation")
+    max_train_samples: int | None = field(default=None, metadata={
+        "help": "Rows used for training (MLM: before packing)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Rows (retrieval: queries) per evaluation."})
+
+
+@dataclass
+class MLMDataArguments(DataArguments):
+    text_column: str = field(default="code", metadata={"help": "Comma-separated text columns (e.g. code,docstring)."})
+    max_seq_length: int = field(default=256, metadata={"help": "Block length of the packed sequences."})
+    mlm_probability: float = field(default=0.15)
+    dedupe_texts: bool = field(default=True, metadata={
+        "help": "Drop repeated texts (long-context documents repeat per query)."})
+
+
+@dataclass
+class RetrievalDataArguments(DataArguments):
+    query_column: str = field(default="query")
+    code_column: str = field(default="code")
+    test_split: str = field(default="test")
+    test_dataset_path: list[str] = field(default_factory=list, metadata={
+        "help": "Extra test sets (e.g. corpus/retrieval_adv), each evaluated on its --test_split; repeatable.",
+        "action": "extend", "nargs": "+"})
+    max_query_length: int = field(default=64)
+    max_code_length: int = field(default=256)
+    eval_batch_size: int = field(default=64, metadata={"help": "Batch size of pool encoding."})
+
+
+@dataclass
+class TypeInferenceDataArguments(DataArguments):
+    tokens_column: str = field(default="tokens")
+    labels_column: str = field(default="labels")
+    test_split: str = field(default="test")
+    max_seq_length: int = field(default=512)
+    f1_count_other: bool = field(default=False, metadata={"help": "Count the 'other' bucket as a type in F1."})
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass
+class MLMResult:
+    """What a pretraining run produced; `encoder_parameters` counts the saved weights without the MLM head."""
+
+    output_dir: str
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    perplexity: float | None = None
+    encoder_parameters: int | None = None
+
+
+@dataclass
+class RetrievalResult:
+    """`test_metrics[test_set][metric]`, test sets named 'test' and after their folders (e.g. 'retrieval_adv')."""
+
+    output_dir: str
+    train_loss: float | None = None
+    test_metrics: dict = field(default_factory=dict)
+
+    def mrr(self, test_set: str = "test") -> float | None:
+        return self.test_metrics.get(test_set, {}).get("mrr")
+
+
+@dataclass
+class TypeInferenceResult:
+    """`test_metrics` without the 'test_' prefix: accuracy, micro_f1, macro_f1, ..."""
+
+    output_dir: str
+    train_loss: float | None = None
+    test_metrics: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------ shared steps
+def spectral_anchor_callbacks(model_args) -> list:
+    """THE ONE PLACE where the training runs switch the spectral anchor on, besides `build_model` writing
+    `--spectral_anchor_weight` into the config: today the weight plus `SpectralAnchorCallback` (which
+    records the anchor before the first step and saves it with every checkpoint)."""
+    if model_args.spectral_anchor_weight <= 0:
+        return []
+    from mambacode.spectral.regularizer import SpectralAnchorCallback
+
+    return [SpectralAnchorCallback()]
+
+
+def _start(model_args, training_args, run_args, dataset_path: str, columns: list[str]):
+    """Seed, find the checkpoint to resume from, load and check the data and the tokenizer."""
+    set_seed(training_args.seed)
+    checkpoint = last_checkpoint(training_args, run_args)
+    dsets = load_dataset_dict(dataset_path)
+    require_columns(dsets, columns, where=dataset_path)
+    return checkpoint, dsets, load_tokenizer(model_args)
+
+
+def _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds, collator,
+             compute_metrics=None) -> GuardedTrainer:
+    logger.info("model: %s, %s parameters", type(model).__name__, f"{sum(p.numel() for p in model.parameters()):,}")
+    callbacks = [NaNGuardCallback(), *spectral_anchor_callbacks(model_args), *make_callbacks(run_args, tokenizer)]
+    trainer = GuardedTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
+                             data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
+                             callbacks=callbacks)
+    for cb in callbacks:  # ProbeCallback probes the trainer's current model
+        if hasattr(cb, "attach"):
+            cb.attach(trainer)
+    return trainer
+
+
+HUB_TASKS = {"mlm": "fill-mask", "retrieval": "feature-extraction", "token_classification": "token-classification"}
+
+
+def _save(trainer, tokenizer, task, model_args, data_args, run_args, metrics: dict, data_description: str) -> None:
+    """Save model, tokenizer and model card (after training; `task` as in `build_model`), and say this
+    process got to the end."""
+    if trainer.args.do_train:
+        save_with_card(trainer, tokenizer, task, model_args, data_description=data_description, metrics=metrics,
+                       dataset_path=data_args.dataset_path, run_args=run_args, hub_task=HUB_TASKS[task])
+    report_done(trainer.args, f"run_{task}")
+
+
+def _select(ds, n):
+    return ds if n is None else ds.select(range(min(n, len(ds))))
+
+
+def encoder_parameters(folder: str) -> int | None:
+    """Parameters in `folder/model.safetensors` outside the MLM head (`lm_head*`, `cls.*`), as stored."""
+    path = os.path.join(folder, "model.safetensors")
+    if not os.path.exists(path):
+        return None
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith(("lm_head", "cls.")))
+
+
+# ------------------------------------------------------------------------------------------ entry points
+def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args) -> MLMResult:
+    """Masked-language-model pretraining: texts tokenised, packed into `max_seq_length` blocks, 15% masked
+    (80/10/10); eval loss and perplexity. Without `model_name_or_path` a new model is built from the flags."""
+    columns = [c.strip() for c in data_args.text_column.split(",") if c.strip()]
+    checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, columns)
+    model = build_model(model_args, "mlm", tokenizer)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and data_args.max_seq_length > limit:
+        raise ValueError(f"--max_seq_length={data_args.max_seq_length} exceeds the model's max_position_embeddings="
+                         f"{limit}")
+
+    def prepare(split, n):
+        ds = require_split(dsets, split, data_args.dataset_path)
+        texts = [t for c in columns for t in ds[c] if t]
+        if data_args.dedupe_texts:
+            texts = list(dict.fromkeys(texts))
+        if n is not None:
+            texts = texts[:n]
+        raw = datasets.Dataset.from_dict({"text": texts})
+        with training_args.main_process_first(desc="tokenize"):
+            tok = raw.map(lambda b: tokenizer(b["text"], return_special_tokens_mask=True), batched=True,
+                          remove_columns=["text"], desc="tokenize")
+            return tok.map(group_texts, batched=True, fn_kwargs={"block_size": data_args.max_seq_length},
+                           desc=f"pack into {data_args.max_seq_length}-token blocks")
+
+    train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
+    eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
+    trainer = _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds,
+                       mlm_collator(tokenizer, data_args.mlm_probability))
+
+    def add_perplexity(m):
+        m["perplexity"] = math.exp(m["eval_loss"]) if m["eval_loss"] < 50 else float("inf")
+
+    train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds, on_eval=add_perplexity)
+    metrics = {k: eval_metrics[k] for k in ("eval_loss", "perplexity") if k in eval_metrics}
+    _save(trainer, tokenizer, "mlm", model_args, data_args, run_args, metrics,
+          f"Texts of column(s) {columns} of `{data_args.dataset_path}` (split "
+          f"`{data_args.train_split}`), packed into {data_args.max_seq_length}-token "
+          f"blocks, {data_args.mlm_probability:.0%} masked.")
+    return MLMResult(training_args.output_dir, train_loss, metrics.get("eval_loss"), metrics.get("perplexity"),
+                     encoder_parameters(training_args.output_dir))
+
+
+def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, run_args) -> RetrievalResult:
+    """Bi-encoder training with in-batch InfoNCE on (query, code) pairs; every test query is ranked against
+    the whole pool of distinct test candidates (MRR, Recall@1/5/10, nDCG@10), on each test set."""
+    cols = [data_args.query_column, data_args.code_column]
+    checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, cols)
+    model = build_model(model_args, "retrieval", tokenizer)
+    tests = {}
+    if training_args.do_predict:
+        tests["test"] = require_split(dsets, data_args.test_split, data_args.dataset_path)
+        for path in data_args.test_dataset_path:
+            extra = load_dataset_dict(path, "--test_dataset_path")
+            extra = require_split(extra, data_args.test_split, path) if hasattr(extra, "keys") else extra
+            require_columns(extra, cols, where=path)
+            tests[os.path.basename(os.path.normpath(path))] = extra
+
+    def prepare(split, n):
+        ds = _select(require_split(dsets, split, data_args.dataset_path), n)
+        with training_args.main_process_first(desc="tokenize"):
+            return ds.map(tokenize_retrieval_pairs, batched=True, remove_columns=ds.column_names,
+                          fn_kwargs=dict(tokenizer=tokenizer, query_column=data_args.query_column,
+                                         code_column=data_args.code_column,
+                                         max_query_length=data_args.max_query_length,
+                                         max_code_length=data_args.max_code_length), desc="tokenize")
+
+    train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
+    eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
+    training_args.remove_unused_columns = False
+    trainer = _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds,
+                       DataCollatorForRetrieval(tokenizer.pad_token_id))
+    train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
+    metrics = {k: v for k, v in eval_metrics.items() if k == "eval_loss"}
+    test_metrics = {}
+    if training_args.do_predict:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        for name, ds in tests.items():
+            if not trainer.is_world_process_zero():
+                continue  # one process ranks the pool; the others wait below
+            result = evaluate_retrieval(model, tokenizer, ds, data_args.query_column, data_args.code_column,
+                                        data_args.max_query_length, data_args.max_code_length,
+                                        data_args.eval_batch_size, data_args.max_eval_samples, prefix=name)
+            trainer.log_metrics(name, result)
+            trainer.save_metrics(name, result, combined=True)
+            metrics.update({k: v for k, v in result.items() if not k.endswith(("num_queries", "pool_size"))})
+            test_metrics[name] = {k[len(name) + 1:]: v for k, v in result.items()}
+        trainer.accelerator.wait_for_everyone()
+    _save(trainer, tokenizer, "retrieval", model_args, data_args, run_args, metrics,
+          f"Query/code pairs from `{data_args.dataset_path}` (columns "
+          f"`{data_args.query_column}`/`{data_args.code_column}`), split "
+          f"`{data_args.train_split}`.")
+    return RetrievalResult(training_args.output_dir, train_loss, test_metrics)
+
+
+def label_names_of(dsets, column: str, where: str) -> list[str]:
+    """Label names from the ClassLabel feature (Sequence(ClassLabel)); an int column is refused."""
+    feature = next(iter(dsets.values())).features[column]
+    names = getattr(getattr(feature, "feature", None), "names", None)
+    if not names:
+        raise DataValidationError(f"{where}: column {column!r} must be a Sequence(ClassLabel) (label names are "
+                                  f"needed for the model config), got {feature}")
+    return list(names)
+
+
+def run_type_inference(model_args, data_args: TypeInferenceDataArguments, training_args,
+                       run_args) -> TypeInferenceResult:
+    """A type label per identifier (ManyTypes4TypeScript style) on a word-level dataset (`tokens`, `labels`,
+    -1 = unlabelled); each word's label goes to its first sub-word. Token accuracy, micro P/R/F1 and macro
+    F1, with the rare-type bucket `other` counted as "no type" for F1 unless `f1_count_other`."""
+    cols = [data_args.tokens_column, data_args.labels_column]
+    checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, cols)
+    names = label_names_of(dsets, data_args.labels_column, data_args.dataset_path)
+    model = build_model(model_args, "token_classification", tokenizer,
+                        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+
+    def prepare(split, n):
+        ds = _select(require_split(dsets, split, data_args.dataset_path), n)
+        with training_args.main_process_first(desc="tokenize"):
+            return ds.map(tokenize_and_align_labels, batched=True, remove_columns=ds.column_names,
+                          fn_kwargs=dict(tokenizer=tokenizer, tokens_column=data_args.tokens_column,
+                                         labels_column=data_args.labels_column,
+                                         max_length=data_args.max_seq_length), desc="tokenize + align labels")
+
+    train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
+    eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
+    test_ds = prepare(data_args.test_split, data_args.max_eval_samples) if training_args.do_predict else None
+    metric = load_metric("type_f1")
+    ignore = [] if data_args.f1_count_other or OTHER not in names else [names.index(OTHER)]
+
+    def compute_metrics(pred):
+        predicted = np.argmax(pred.predictions, axis=-1)
+        keep = pred.label_ids != -100
+        return metric.compute(predictions=predicted[keep].tolist(), references=pred.label_ids[keep].tolist(),
+                              ignore_labels=ignore)
+
+    trainer = _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds,
+                       DataCollatorForTypeInference(tokenizer.pad_token_id), compute_metrics)
+    train_loss, _ = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
+    metrics = {}
+    if training_args.do_predict:
+        out = trainer.predict(test_ds, metric_key_prefix="test")
+        trainer.log_metrics("test", out.metrics)
+        trainer.save_metrics("test", out.metrics)
+        metrics.update({k: v for k, v in out.metrics.items() if k.startswith("test_") and "runtime" not in k
+                        and "per_second" not in k})
+    _save(trainer, tokenizer, "token_classification", model_args, data_args, run_args, metrics,
+          f"Word-level type labels from `{data_args.dataset_path}` ({len(names)} "
+          f"labels), split `{data_args.train_split}`.")
+    return TypeInferenceResult(training_args.output_dir, train_loss, {k[5:]: v for k, v in metrics.items()})
+
+
+__all__ = ["DataArguments", "MLMDataArguments", "RetrievalDataArguments", "TypeInferenceDataArguments", "MLMResult",
+           "RetrievalResult", "TypeInferenceResult", "run_mlm", "run_retrieval", "run_type_inference",
+           "label_names_of", "encoder_parameters", "spectral_anchor_callbacks"]

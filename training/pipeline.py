@@ -1,0 +1,311 @@
+"""The reproduction pipeline's pieces (`scripts/reproduce.py` strings them together): presets, a stage runner
+with per-stage log files and `.done` markers, the arguments of each training stage, and the probe, spectrum
+and export stages. Every stage is one in-process library call returning a typed result.
+
+A stage's marker `<folder>/.done` holds its result, so a skipped stage (a resumed run) hands the same
+result on as a fresh one; a failing stage raises `StageError` naming the stage and its log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import datasets
+import transformers
+from transformers import TrainingArguments
+
+from mambacode.atomic import atomic_write_text
+
+from .entry_points import (MLMDataArguments, RetrievalDataArguments, TypeInferenceDataArguments, run_mlm,
+                           run_retrieval, run_type_inference)
+from .models import ModelArguments
+from .script_utils import RunArguments
+
+logger = logging.getLogger("mambacode.pipeline")
+
+TASKS = ("advtest", "longctx", "types")
+# variant name -> ModelArguments of its pretraining; "rocoder" is the Transformer baseline (RoFormer)
+VARIANTS = {
+    "s4d": {"mixer": "s4d"},
+    "s4d-hf": {"mixer": "s4d", "hf_conv": True, "parameter_matched": True},
+    "s4d-8k": {"mixer": "s4d", "num_kernels": 8},
+    "mamba2": {"mixer": "mamba2"},
+    "rocoder": {"model_type": "roformer"},
+}
+
+
+@dataclass
+class Preset:
+    """Sizes, steps and sample counts of one reproduction (None = no limit)."""
+
+    max_functions: int | None
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    intermediate_size: int
+    state_size: int
+    mamba_head_dim: int
+    mlm_seq: int
+    mlm_steps: int
+    mlm_batch: int
+    mlm_lr: float
+    ft_steps: int
+    ft_batch: int
+    ft_lr: float
+    query_len: int
+    code_len: int
+    long_code_len: int
+    type_len: int
+    eval_samples: int | None
+    probe_pairs: int | None
+    probe_snippets: int | None
+    probe_kinds: str
+    spectrum_length: int
+    anchor_weight: float
+    warmup: int
+    anchor_tasks: tuple = TASKS
+    max_train_rows: int | None = None
+
+    @property
+    def max_positions(self) -> int:
+        """The longest input any stage feeds the models (probes and spectra are truncated to it as well)."""
+        return max(self.long_code_len, self.type_len, self.mlm_seq, 512)
+
+
+# ------------------------------------------------------------------------------------------ stage runner
+class StageError(RuntimeError):
+    """A stage failed; the message names the stage, the cause and the log file."""
+
+
+@contextlib.contextmanager
+def _output_to(log):
+    """Send stdout, stderr and the log records of the root, transformers and datasets loggers to `log`."""
+    transformers.utils.logging.get_verbosity()  # create the libraries' own handlers now, outside the stage
+    datasets.utils.logging.get_verbosity()
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(name)s - %(message)s", "%H:%M:%S"))
+    saved = {name: logging.getLogger(name).handlers for name in (None, "transformers", "datasets")}
+    for name in saved:
+        logging.getLogger(name).handlers = [handler]
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield
+    finally:
+        for name, handlers in saved.items():
+            logging.getLogger(name).handlers = handlers
+
+
+@dataclass
+class StageRunner:
+    """Runs named stages once: output to `<logs>/<name>.log`, result kept in `<folder>/.done`."""
+
+    logs: str
+    verbose: bool = False
+    timings: dict = field(default_factory=dict)
+
+    def __call__(self, name: str, folder: str, fn, result_type=None, done=None):
+        """`fn()` unless `folder/.done` (or `done()`, for folders another tool owns) says it ran; returns its
+        result (read back from the marker when skipped). `result_type`: the dataclass `fn` returns."""
+        marker = os.path.join(folder, ".done")
+        if done() if done is not None else _read_marker(marker, result_type) is not None:
+            logger.info("[skip] %s (output exists: %s)", name, folder)
+            return _read_marker(marker, result_type).get("result") if done is None else None
+        os.makedirs(self.logs, exist_ok=True)
+        log_path = os.path.join(self.logs, f"{name}.log")
+        logger.info("[run ] %s  (log: %s)", name, log_path)
+        start = time.time()
+        with open(log_path, "a", buffering=1) as log:
+            try:
+                with contextlib.nullcontext() if self.verbose else _output_to(log):
+                    result = fn()
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a stage may sys.exit
+                traceback.print_exc(file=log)
+                detail = f"exit status {exc.code}" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+                raise StageError(f"stage '{name}' failed ({detail}); see {log_path}") from exc
+        self.timings[name] = round(time.time() - start, 1)
+        if done is None:
+            record = {"stage": name, "seconds": self.timings[name],
+                      "result": dataclasses.asdict(result) if result_type is not None else None}
+            atomic_write_text(marker, json.dumps(record))
+        logger.info("[done] %s in %.1f s", name, self.timings[name])
+        return result
+
+
+def _read_marker(path: str, result_type) -> dict | None:
+    """The marker's record with its result rebuilt, or None (no marker, or one without a result)."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if result_type is not None:
+        if not isinstance(record.get("result"), dict):
+            return None  # a marker of an older version: run the stage again (training resumes)
+        record["result"] = result_type(**record["result"])
+    return record
+
+
+# ------------------------------------------------------------------------------------------ training stages
+def training_arguments(preset: Preset, steps: int, batch: int, lr: float, output_dir: str,
+                       **flags) -> TrainingArguments:
+    """The Trainer settings shared by every training stage (seed 42, cosine schedule, a checkpoint halfway
+    and at the end, the last one kept); `flags`: do_eval / do_predict."""
+    return TrainingArguments(
+        output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch, per_device_eval_batch_size=batch,
+        learning_rate=lr, warmup_steps=preset.warmup, lr_scheduler_type="cosine", logging_steps=20,
+        save_steps=max(steps // 2, 1), save_total_limit=1, report_to="tensorboard", seed=42, disable_tqdm=True,
+        dataloader_num_workers=0, max_grad_norm=1.0, do_train=True, **flags)
+
+
+def pretrain(preset: Preset, variant: str, tokenizer: str, corpus: str, output_dir: str):
+    """MLM pretraining of one variant on the retrieval corpus's code (a new model from the preset's sizes)."""
+    model_args = ModelArguments(
+        tokenizer_name=tokenizer, hidden_size=preset.hidden_size, num_hidden_layers=preset.num_hidden_layers,
+        intermediate_size=preset.intermediate_size, state_size=preset.state_size,
+        mamba_head_dim=preset.mamba_head_dim, max_position_embeddings=preset.max_positions, **VARIANTS[variant])
+    data_args = MLMDataArguments(dataset_path=os.path.join(corpus, "retrieval"), text_column="code",
+                                 max_seq_length=preset.mlm_seq, max_eval_samples=200,
+                                 max_train_samples=preset.max_train_rows)
+    training_args = training_arguments(preset, preset.mlm_steps, preset.mlm_batch, preset.mlm_lr, output_dir,
+                                       do_eval=True)
+    return run_mlm(model_args, data_args, training_args, RunArguments(model_card_name=f"mambacode-{variant}-mlm"))
+
+
+def finetune(preset: Preset, task: str, name: str, model_dir: str, corpus: str, output_dir: str):
+    """Fine-tune a pretrained model on `task` (advtest / longctx retrieval, types); `name` ending in
+    '+anchor' switches the spectral regulariser on."""
+    anchored = name.endswith("+anchor")
+    model_args = ModelArguments(model_name_or_path=model_dir,
+                                spectral_anchor_weight=preset.anchor_weight if anchored else 0.0,
+                                spectral_anchor_length=preset.spectrum_length if anchored else None)
+    training_args = training_arguments(preset, preset.ft_steps, preset.ft_batch, preset.ft_lr, output_dir,
+                                       do_predict=True)
+    run_args = RunArguments(model_card_name=f"mambacode-{name}-{task}")
+    limits = dict(max_eval_samples=preset.eval_samples, max_train_samples=preset.max_train_rows)
+    if task == "types":
+        data_args = TypeInferenceDataArguments(dataset_path=os.path.join(corpus, "type_inference"),
+                                               max_seq_length=preset.type_len, **limits)
+        return run_type_inference(model_args, data_args, training_args, run_args)
+    advtest = task == "advtest"
+    data_args = RetrievalDataArguments(
+        dataset_path=os.path.join(corpus, "retrieval" if advtest else "long_context"),
+        max_query_length=preset.query_len, max_code_length=preset.code_len if advtest else preset.long_code_len,
+        test_dataset_path=[os.path.join(corpus, "retrieval_adv")] if advtest else [], **limits)
+    return run_retrieval(model_args, data_args, training_args, run_args)
+
+
+def export_models(folders: dict, root: str) -> list[str]:
+    """Copy the final retrieval models (weights, code, tokenizer, card; no checkpoints) to `root/<name>/`."""
+    written = []
+    for name, folder in folders.items():
+        dest = os.path.join(root, name)
+        tmp = dest + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(folder, tmp, ignore=shutil.ignore_patterns("checkpoint-*", "runs", ".done",
+                                                                  "training_args.bin", "*.json.tmp"))
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+        written.append(dest)
+    return written
+
+
+@dataclass
+class ExportResult:
+    folders: list
+
+
+# ------------------------------------------------------------------------------------------ probes
+@dataclass
+class ProbeResult:
+    """`accuracy[model][task][layer][probe]` of one probing run (layers as strings), and its figure."""
+
+    accuracy: dict
+    figure: str | None = None
+
+
+def probe_snippets(corpus: str, max_snippets: int | None) -> list[str]:
+    """The probes' code snippets: Python functions of the corpus (kept apart: their source is being unified)."""
+    from mambacode.probing import read_snippets
+
+    return read_snippets(corpus_dir=corpus, language="python", max_snippets=max_snippets, seed=0)
+
+
+def probe(preset: Preset, models: list[str], output_dir: str, corpus: str, probe_set: str | None = None) -> ProbeResult:
+    """Probe `models` on one probe set: `probe_set` if given (the same pairs for every run), else pairs
+    sampled from the corpus and saved as `output_dir/probe_set.json`."""
+    from mambacode.probing import TASKS as PROBE_TASKS, ProbeSet, build_probe_set, probe_models, save_report
+
+    os.makedirs(output_dir, exist_ok=True)
+    if probe_set and os.path.exists(probe_set):
+        pairs = ProbeSet.load(probe_set)
+    else:
+        pairs = build_probe_set(probe_snippets(corpus, preset.probe_snippets), "python", tasks=list(PROBE_TASKS),
+                                n_per_class=preset.probe_pairs, seed=0, max_tokens=256)
+        pairs.save(os.path.join(output_dir, "probe_set.json"))
+    results = probe_models(models, pairs, [t for t in PROBE_TASKS if t in pairs.tasks],
+                           probes=preset.probe_kinds.split(","), cache_dir=os.path.join(output_dir, "feature_cache"),
+                           batch_size=8, max_length=preset.max_positions, device="cpu", seed=0,
+                           directprobe_kwargs={"merge_candidates": None})
+    paths = save_report(results, output_dir)
+    accuracy = {model: {task: {str(layer): {p: res[p]["accuracy"] for p in ("directprobe", "linear") if p in res}
+                               for layer, res in per_layer.items()} for task, per_layer in per_task.items()}
+                for model, per_task in results["results"].items()}
+    return ProbeResult(accuracy, paths["png"])
+
+
+# ------------------------------------------------------------------------------------------ spectra
+@dataclass
+class SpectrumResult:
+    """The spectral shift pretrained -> fine-tuned: SSM kernels changing filter class, and per layer and
+    direction the mean |delta log10 LHFR| (None where undefined), and the figures' paths."""
+
+    kernels: int
+    changed: int
+    transitions: dict
+    layers: list
+    layer_shift: dict
+    figures: list = field(default_factory=list)
+
+
+def spectrum_inputs(corpus: str, path: str) -> str:
+    """The Mamba-2 spectra's inputs: the first 64 test functions of the corpus as JSONL (a file the spectrum
+    reader takes; kept apart because the snippet readers are being unified)."""
+    if not os.path.exists(path):
+        test = datasets.load_from_disk(os.path.join(corpus, "retrieval"))["test"]
+        atomic_write_text(path, "".join(json.dumps({"code": code}) + "\n" for code in test["code"][:64]))
+    return path
+
+
+def spectrum(preset: Preset, pretrained: str, finetuned: str, output_dir: str, tokenizer: str,
+             inputs_file: str) -> SpectrumResult:
+    """Measure both checkpoints' kernels, write the shift report and figures to `output_dir`."""
+    from mambacode.spectral.cli import SpectrumArguments, measure
+    from mambacode.spectral.report import write_report
+
+    args = SpectrumArguments(model_name_or_path=pretrained, compare_to=finetuned, output_dir=output_dir,
+                             length=preset.spectrum_length, inputs_file=inputs_file, max_snippets=32, max_length=256,
+                             tokenizer_name_or_path=tokenizer)
+    report = measure(args)
+    write_report(report, output_dir)
+    changes = report.class_changes()
+    layers, shift = report.layer_shift()
+    shift = {k: [None if v is None or math.isnan(v) else float(v) for v in vals] for k, vals in shift.items()}
+    figures = sorted(os.path.join(output_dir, f) for f in os.listdir(output_dir) if f.endswith(".png"))
+    return SpectrumResult(changes["kernels"], changes["total"], changes["transitions"], [int(x) for x in layers],
+                          shift, figures)
+
+
+__all__ = ["Preset", "VARIANTS", "TASKS", "StageRunner", "StageError", "training_arguments", "pretrain", "finetune",
+           "export_models", "ExportResult", "ProbeResult", "probe", "probe_snippets", "SpectrumResult",
+           "spectrum_inputs", "spectrum"]
