@@ -108,10 +108,6 @@ def make_callbacks(run_args, model_args, tokenizer) -> list:
     from .callbacks import NaNGuardCallback
 
     callbacks = [NaNGuardCallback()]
-    if model_args.spectral_anchor_weight > 0:
-        from mambacode.spectral.regularizer import SpectralAnchorCallback
-
-        callbacks.append(SpectralAnchorCallback())
     if run_args.probe_callback:
         from .callbacks import __getattr__ as lazy
 
