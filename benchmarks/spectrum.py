@@ -54,7 +54,6 @@ def main(argv=None):
     torch.manual_seed(0)
 
     from mambacode import MambaCodeConfig, MambaCodeModel
-    from mambacode.modeling.spectral_anchor import capture_spectral_anchor, spectral_anchor_penalty
     from mambacode.spectral import spectrum_report, write_report
     from mambacode.spectral.kernels import extract_kernels
     from mambacode.spectral.report import metrics_for
@@ -124,19 +123,21 @@ def main(argv=None):
     # -------------------------------------------------------------------- 3. regulariser per step
     reg_model = MambaCodeModel(MambaCodeConfig(vocab_size=1000, hidden_size=a.hidden_size,
                                                num_hidden_layers=a.layers, intermediate_size=4 * a.hidden_size,
-                                               state_size=64, num_kernels=8))
-    capture_spectral_anchor(reg_model)
-    with torch.no_grad():
-        for layer in reg_model.layers:
-            layer.mixer.ssm.kernel.log_step.add_(0.01)
+                                               state_size=64, num_kernels=8, spectral_anchor_weight=1.0))
     reg_times = {}
     for length in (1024, 4096):
+        reg_model.config.spectral_anchor_length = length
+        reg_model.record_spectral_anchor()
+        with torch.no_grad():
+            for layer in reg_model.layers:
+                layer.mixer.ssm.kernel.log_step.add_(0.01)
+
         def step():
-            loss = spectral_anchor_penalty(reg_model, length)
+            loss = reg_model.spectral_anchor_penalty()
             loss.backward()
             return loss
 
-        step()  # caches the anchor spectra
+        step()  # warm-up
         reg_times[length], _ = timed(step, a.repeat)
         rows.append((f"regulariser fwd+bwd, 12 layers x 2 dirs x 8 kernels, L={length}", reg_times[length], None))
 

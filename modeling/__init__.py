@@ -13,7 +13,7 @@ from transformers import (
 )
 
 from .configuration_mambacode import MambaCodeConfig
-from .mamba2 import Mamba2Mixer, mamba_chunk_scan_kernel, ssd_chunked_scan
+from .mamba2 import BiMamba2Mixer, mamba_chunk_scan_kernel, ssd_chunked_scan
 from .modeling_mambacode import (
     MambaCodeForMaskedLM,
     MambaCodeForRetrieval,
@@ -60,7 +60,7 @@ __all__ = [
     *_model_classes,
     "S4DKernel",
     "S4DMixer",
-    "Mamba2Mixer",
+    "BiMamba2Mixer",
     "ssd_chunked_scan",
     "mamba_chunk_scan_kernel",
 ]

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
+from .configuration_mambacode import MambaCodeConfig
+
 logger = logging.getLogger(__name__)
 
 _KERNEL_STATE = {"loaded": False, "fn": None, "error": None}
@@ -36,10 +38,12 @@ def mamba_chunk_scan_kernel():
     return _KERNEL_STATE["fn"]
 
 
-def segment_sum(a: torch.Tensor) -> torch.Tensor:
+def ssd_segment_sum(a: torch.Tensor) -> torch.Tensor:
     """out[..., i, j] = sum_{k=j+1..i} a[..., k] for i >= j, and -inf above the diagonal.
 
-    Summed directly (masked cumulative sum), not as a difference of prefix sums, to stay exact in float32.
+    The log-decay between positions j and i of the SSD scan. It follows `segsum` in mamba-ssm's
+    `mamba_ssm/modules/ssd_minimal.py` (the stable variant): summed directly as a masked cumulative sum,
+    not as a difference of prefix sums, to stay exact in float32.
     """
     T = a.shape[-1]
     strict = torch.tril(torch.ones(T, T, dtype=torch.bool, device=a.device), diagonal=-1)
@@ -50,7 +54,8 @@ def segment_sum(a: torch.Tensor) -> torch.Tensor:
 
 
 def ssd_chunked_scan(x, dt, A, B, C, chunk_size: int) -> torch.Tensor:
-    """Pure-torch chunked SSD scan (no D term).
+    """Pure-torch chunked SSD scan (no D term): the four steps of `ssd_minimal_discrete` in mamba-ssm's
+    `mamba_ssm/modules/ssd_minimal.py`, with the heads grouped over B/C groups and any length l.
 
     x: (b, l, h, p); dt: (b, l, h) (already positive); A: (h,) (negative);
     B, C: (b, l, g, n) with heads split evenly over the g groups. Returns y: (b, l, h, p) in float32.
@@ -75,7 +80,7 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size: int) -> torch.Tensor:
 
     # 1. within each chunk: y_t = sum_{s<=t} (C_t . B_s) exp(sum_{k=s+1..t} a_k) xd_s
     CB = torch.einsum("bclgn,bcsgn->bgcls", Cc, Bc)[:, head_group]  # (b, h, c, Q, Q)
-    y = torch.einsum("bhcls,bcshp->bclhp", CB * torch.exp(segment_sum(a)), xd)
+    y = torch.einsum("bhcls,bcshp->bclhp", CB * torch.exp(ssd_segment_sum(a)), xd)
 
     # 2. state left at the end of each chunk by that chunk's inputs
     tail = a.flip(-1).cumsum(-1).flip(-1) - a  # sum_{k=s+1..Q-1} a_k
@@ -85,32 +90,33 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size: int) -> torch.Tensor:
     # 3. carry states across chunks (zero initial state), then 4. read them out inside each chunk
     chunk_decay = F.pad(a.sum(-1), (1, 0))  # (b, h, c+1)
     states = torch.cat([torch.zeros_like(states[:, :1]), states], dim=1)
-    carried = torch.einsum("bhzc,bchpn->bzhpn", torch.exp(segment_sum(chunk_decay)), states)[:, :-1]
+    carried = torch.einsum("bhzc,bchpn->bzhpn", torch.exp(ssd_segment_sum(chunk_decay)), states)[:, :-1]
     Ch = Cc[:, :, :, head_group]
     y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", Ch, carried, torch.exp(a.cumsum(-1)))
     return y.reshape(b, c * Q, h, p)[:, :l]
 
 
-class Mamba2Mixer(nn.Module):
-    """Bidirectional selective SSD mixer on u of shape (B, L, 2, d) (direction axis in scan order).
+class BiMamba2Mixer(nn.Module):
+    """Bidirectional selective SSD mixer: `forward(u_f, u_b)`, each (B, L, d) in the original order.
 
     Per direction: one `nn.Linear` producing B (N), C (N) and dt (H) from the input (so LoRA can adapt
-    it), and per-head dt_bias, A_log, D. x is the input itself, split into H = d / P heads.
+    it), and per-head dt_bias, A_log, D. x is the input itself, split into H = d / P heads. Both directions
+    run as one scan over 2H heads, the backward direction on its reversed input.
     """
 
-    def __init__(self, hidden_size: int, state_size: int, head_dim: int, chunk_size: int,
-                 dt_min: float = 0.001, dt_max: float = 0.1, use_kernels="auto"):
+    def __init__(self, config: MambaCodeConfig, layer_idx: int | None = None):
         super().__init__()
-        self.hidden_size = hidden_size
-        self.state_size = state_size
-        self.head_dim = head_dim
-        self.num_heads = hidden_size // head_dim
-        self.chunk_size = chunk_size
-        self.dt_min, self.dt_max = dt_min, dt_max
-        self.use_kernels = use_kernels
-        out = 2 * state_size + self.num_heads
-        self.proj_fwd = nn.Linear(hidden_size, out)
-        self.proj_bwd = nn.Linear(hidden_size, out)
+        self.hidden_size = config.hidden_size
+        self.state_size = config.state_size
+        self.head_dim = config.mamba_head_dim
+        self.num_heads = config.hidden_size // config.mamba_head_dim
+        self.chunk_size = config.mamba_chunk_size
+        self.dt_min, self.dt_max = config.mamba_dt_min, config.mamba_dt_max
+        self.use_kernels = config.use_mamba_kernels
+        self.layer_idx = layer_idx
+        out = 2 * self.state_size + self.num_heads
+        self.proj_fwd = nn.Linear(self.hidden_size, out)
+        self.proj_bwd = nn.Linear(self.hidden_size, out)
         self.dt_bias = nn.Parameter(torch.empty(2, self.num_heads))
         self.A_log = nn.Parameter(torch.empty(2, self.num_heads))
         self.D = nn.Parameter(torch.empty(2, self.num_heads))
@@ -129,14 +135,16 @@ class Mamba2Mixer(nn.Module):
         init.copy_(self.dt_bias, dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
         init.ones_(self.D)
 
-    def selective_params(self, u: torch.Tensor) -> dict:
-        """The scan's inputs for u (B, L, 2, d) in scan order.
+    def selective_parameters(self, u_f: torch.Tensor, u_b: torch.Tensor) -> dict:
+        """The scan's inputs for (u_f, u_b), each (B, L, d) in the original order.
 
-        Returns x (B, L, 2H, P), dt (B, L, 2H) after softplus, A (2H,), B and C (B, L, 2, N) (group 0 =
-        forward, 1 = backward; heads [0, H) are forward, [H, 2H) backward).
+        Returned in scan order (the backward direction's positions reversed): x (B, L, 2H, P), dt (B, L, 2H)
+        after softplus, A (2H,), B and C (B, L, 2, N) (group 0 = forward, 1 = backward; heads [0, H) are
+        forward, [H, 2H) backward). Spectral analysis reads the effective kernels from these.
         """
-        batch, length, _, d = u.shape
+        batch, length, d = u_f.shape
         N, H = self.state_size, self.num_heads
+        u = torch.stack([u_f, u_b.flip(1)], dim=2)  # (B, L, 2, d), scan order
         proj = torch.stack([self.proj_fwd(u[:, :, 0]), self.proj_bwd(u[:, :, 1])], dim=2).float()
         Bm, Cm, dt = proj.split([N, N, H], dim=-1)
         dt = F.softplus(dt + self.dt_bias.float())  # (B, L, 2, H)
@@ -162,18 +170,14 @@ class Mamba2Mixer(nn.Module):
             return kernel(x.contiguous(), dt.contiguous(), A, B, C, chunk_size=self.chunk_size).float()
         return ssd_chunked_scan(x, dt, A, B, C, self.chunk_size)
 
-    def bidirectional(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(u_f, u_b) in the original order -> (y_f, y_b) in the original order: one scan, 2H heads."""
-        y = self(torch.stack([u_f, u_b.flip(1)], dim=2))
-        return y[:, :, 0], y[:, :, 1].flip(1)
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """u: (B, L, 2, d) in each direction's scan order (the backward input already reversed)."""
-        batch, length, _, d = u.shape
-        p = self.selective_params(u)
+    def forward(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u_f, u_b) -> (y_f, y_b), all (B, L, d) in the original order: one scan over 2H heads."""
+        batch, length, d = u_f.shape
+        p = self.selective_parameters(u_f, u_b)
         y = self.scan(p["x"], p["dt"], p["A"], p["B"], p["C"])
         y = y + p["x"].float() * self.D.float().reshape(2 * self.num_heads, 1)
-        return y.reshape(batch, length, 2, d).to(u.dtype)
+        y = y.reshape(batch, length, 2, d).to(u_f.dtype)
+        return y[:, :, 0], y[:, :, 1].flip(1)
 
 
-__all__ = ["Mamba2Mixer", "ssd_chunked_scan", "segment_sum", "mamba_chunk_scan_kernel"]
+__all__ = ["BiMamba2Mixer", "ssd_chunked_scan", "ssd_segment_sum", "mamba_chunk_scan_kernel"]

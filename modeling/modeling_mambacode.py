@@ -23,8 +23,9 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_mambacode import MambaCodeConfig
-from .mamba2 import Mamba2Mixer
+from .mamba2 import BiMamba2Mixer
 from .s4d import S4DKernel, S4DMixer
+from .spectral_anchor import NO_ANCHOR, SpectralAnchor
 
 # auto class -> class name, written into every saved config so any Auto* class loads the folder remotely
 AUTO_MAP = {
@@ -68,13 +69,13 @@ class ShortConv(nn.Module):
     the plain SSM layer.
     """
 
-    def __init__(self, hidden_size: int, kernel_size: int, groups: int):
+    def __init__(self, config: MambaCodeConfig):
         super().__init__()
-        self.hidden_size = hidden_size
-        self.groups = groups
-        self.conv = nn.Conv1d(2 * hidden_size, 2 * hidden_size, kernel_size, groups=2 * groups,
-                              padding=kernel_size // 2, bias=False)
-        self.scale = nn.Parameter(torch.zeros(2, hidden_size))
+        self.hidden_size = d = config.hidden_size
+        self.groups = config.hf_conv_groups
+        kernel_size = config.hf_conv_kernel_size
+        self.conv = nn.Conv1d(2 * d, 2 * d, kernel_size, groups=2 * self.groups, padding=kernel_size // 2, bias=False)
+        self.scale = nn.Parameter(torch.zeros(2, d))
 
     def forward(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.hidden_size
@@ -96,19 +97,12 @@ class BidirectionalSSM(nn.Module):
 
     def __init__(self, config: MambaCodeConfig, layer_idx: int):
         super().__init__()
-        d = config.hidden_size
-        if config.mixer == "s4d":
-            self.ssm = S4DMixer(d, config.num_kernels, config.state_size, config.ssm_dt_min, config.ssm_dt_max)
-        else:
-            self.ssm = Mamba2Mixer(d, config.state_size, config.mamba_head_dim, config.mamba_chunk_size,
-                                   config.mamba_dt_min, config.mamba_dt_max, config.use_mamba_kernels)
-        self.short_conv = (
-            ShortConv(d, config.hf_conv_kernel_size, config.hf_conv_groups)
-            if config.layer_has_hf_conv(layer_idx) else None
-        )
+        mixer_class = S4DMixer if config.mixer == "s4d" else BiMamba2Mixer
+        self.ssm = mixer_class(config, layer_idx)
+        self.short_conv = ShortConv(config) if config.layer_has_hf_conv(layer_idx) else None
 
     def forward(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y_f, y_b = self.ssm.bidirectional(u_f, u_b)
+        y_f, y_b = self.ssm(u_f, u_b)
         if self.short_conv is not None:
             h_f, h_b = self.short_conv(u_f, u_b)
             y_f, y_b = y_f + h_f, y_b + h_b
@@ -158,13 +152,25 @@ class MambaCodeLayer(GradientCheckpointingLayer):
         self.proj_o = nn.Linear(inner, d)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.norm(hidden_states)
+    def _directions(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         u_f = F.gelu(self.proj_uf(h))
         u_b = F.gelu(self.proj_ub(h))
         if mask is not None:  # zero padded positions before the sequence mix (padding invariance)
             u_f = u_f * mask
             u_b = u_b * mask
+        return u_f, u_b
+
+    def mixer_inputs(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None):
+        """(u_f, u_b): what this layer's sequence mixer receives for the layer input `hidden_states`.
+
+        `mask` is (B, L, 1) in the states' dtype, or None. Spectral analysis feeds these to
+        `mixer.ssm.selective_parameters` to read the input-dependent Mamba-2 kernels.
+        """
+        return self._directions(self.norm(hidden_states), mask)
+
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm(hidden_states)
+        u_f, u_b = self._directions(h, mask)
         y_f, y_b = self.mixer(u_f, u_b)
         a, b = self.proj_cf(y_f), self.proj_cb(y_b)
         z = a * b if self.merge == "mul" else a + b
@@ -179,12 +185,17 @@ class MambaCodePreTrainedModel(PreTrainedModel):
     base_model_prefix = "mambacode"
     supports_gradient_checkpointing = True
     _no_split_modules = ["MambaCodeLayer"]
+    # a recorded anchor in a checkpoint loaded with the regulariser off is not needed: no warning
+    _keys_to_ignore_on_load_unexpected = [r"spectral_anchor\."]
 
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
-        if isinstance(module, (S4DKernel, Mamba2Mixer)):
+        if isinstance(module, (S4DKernel, BiMamba2Mixer)):
             module.reset_parameters()
+        elif isinstance(module, SpectralAnchor):  # not in the checkpoint: "not recorded"
+            for buffer in module.buffers():
+                init.zeros_(buffer)
         elif isinstance(module, ShortConv):
             init.zeros_(module.scale)
         elif isinstance(module, MambaCodeMLMHead):
@@ -197,14 +208,52 @@ class MambaCodePreTrainedModel(PreTrainedModel):
         self.config.auto_map = dict(AUTO_MAP)
         return super().save_pretrained(save_directory, *args, **kwargs)
 
-    def _add_spectral_anchor(self, loss: torch.Tensor | None) -> torch.Tensor | None:
-        """Add the spectral-preserving regulariser (config.spectral_anchor_weight > 0) to a training loss."""
-        weight = self.config.spectral_anchor_weight
-        if loss is None or weight <= 0 or not self.training:
-            return loss
-        from .spectral_anchor import spectral_anchor_penalty
+    # ------------------------------------------------------------------ spectral anchor
+    def record_spectral_anchor(self) -> None:
+        """Record the current SSM kernel spectra as the spectral anchor (the regulariser's reference).
 
-        return loss + weight * spectral_anchor_penalty(self).to(loss.dtype)
+        Call it once, after loading the weights to anchor to and setting `config.spectral_anchor_weight > 0`.
+        The anchor is kept as buffers of the encoder (`spectral_anchor.*` in the state dict), so
+        `save_pretrained`, `from_pretrained` and Trainer checkpoints carry it.
+        """
+        config = self.config
+        if not config.spectral_anchor_weight > 0:
+            raise ValueError("record_spectral_anchor: config.spectral_anchor_weight is 0, so the regulariser is "
+                             "off; set config.spectral_anchor_weight > 0 first.")
+        config.validate_fields()
+        encoder = self.base_model
+        if encoder.spectral_anchor is None or encoder.spectral_anchor.length != config.spectral_anchor_length:
+            weight = encoder.embeddings.weight
+            dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
+            encoder.spectral_anchor = SpectralAnchor(config).to(device=weight.device, dtype=dtype)
+        encoder.spectral_anchor.record(encoder.layers)
+
+    def has_spectral_anchor(self) -> bool:
+        """Whether a spectral anchor is recorded (set by `record_spectral_anchor` or loaded with the weights)."""
+        anchor = self.base_model.spectral_anchor
+        return anchor is not None and bool(anchor.recorded)
+
+    def spectral_anchor_penalty(self) -> torch.Tensor:
+        """Mean weighted squared log-magnitude drift of every SSM kernel from the anchor (0 at the anchor)."""
+        encoder = self.base_model
+        if encoder.spectral_anchor is None:
+            raise ValueError(NO_ANCHOR)
+        if encoder.spectral_anchor.length != self.config.spectral_anchor_length:
+            raise ValueError(f"the spectral anchor was recorded at length {encoder.spectral_anchor.length} but "
+                             f"config.spectral_anchor_length={self.config.spectral_anchor_length}; call "
+                             "model.record_spectral_anchor() again.")
+        return encoder.spectral_anchor.penalty(encoder.layers, self.config.spectral_anchor_weighting)
+
+    def _add_spectral_anchor(self, loss: torch.Tensor | None) -> torch.Tensor | None:
+        """In training with config.spectral_anchor_weight > 0: loss + weight * penalty (no anchor: error)."""
+        weight = self.config.spectral_anchor_weight
+        if weight <= 0 or not self.training:
+            return loss
+        if not self.has_spectral_anchor():
+            raise ValueError(NO_ANCHOR)
+        if loss is None:
+            return loss
+        return loss + weight * self.spectral_anchor_penalty().to(loss.dtype)
 
     def _check_length(self, input_ids: torch.Tensor) -> None:
         limit = self.config.max_position_embeddings
@@ -225,6 +274,8 @@ class MambaCodeModel(MambaCodePreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(MambaCodeLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # the regulariser's reference spectra (buffers, filled by record_spectral_anchor or a checkpoint)
+        self.spectral_anchor = SpectralAnchor(config) if config.spectral_anchor_weight > 0 else None
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -352,7 +403,7 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
             code_emb, _ = self.embed(code_input_ids, code_attention_mask)
             logits = emb @ code_emb.T / self.temperature().to(emb.device)
             loss = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
-            loss = self._add_spectral_anchor(loss)
+        loss = self._add_spectral_anchor(loss)
         return MambaCodeRetrievalOutput(loss=loss, embeddings=emb, code_embeddings=code_emb, logits=logits,
                                         last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states)
 

@@ -14,19 +14,21 @@ import torch
 from torch import nn
 from transformers import initialization as init
 
+from .configuration_mambacode import MambaCodeConfig
+
 
 class S4DKernel(nn.Module):
-    """`num_kernels` independent S4D kernels per direction, both directions stacked in one tensor.
+    """`config.num_kernels` independent S4D kernels per direction, both directions stacked in one tensor.
 
     Parameters have a leading axis of size 2 (0 = forward, 1 = backward) and one of size G.
     """
 
-    def __init__(self, num_kernels: int, state_size: int, dt_min: float = 0.01, dt_max: float = 1.0):
+    def __init__(self, config: MambaCodeConfig):
         super().__init__()
-        self.num_kernels = num_kernels
-        self.num_modes = state_size // 2
-        self.dt_min, self.dt_max = dt_min, dt_max
-        shape = (2, num_kernels)
+        self.num_kernels = config.num_kernels
+        self.num_modes = config.state_size // 2
+        self.dt_min, self.dt_max = config.ssm_dt_min, config.ssm_dt_max
+        shape = (2, self.num_kernels)
         self.log_step = nn.Parameter(torch.empty(shape))
         self.A_real = nn.Parameter(torch.empty(shape + (self.num_modes,)))
         self.A_imag = nn.Parameter(torch.empty(shape + (self.num_modes,)))
@@ -126,13 +128,15 @@ class S4DMixer(nn.Module):
     is a causal FFT convolution, the backward one its anti-causal mirror (no sequence flips).
     """
 
-    def __init__(self, hidden_size: int, num_kernels: int, state_size: int, dt_min: float, dt_max: float):
+    def __init__(self, config: MambaCodeConfig, layer_idx: int | None = None):
         super().__init__()
-        self.hidden_size = hidden_size
-        self.num_kernels = num_kernels
-        self.kernel = S4DKernel(num_kernels, state_size, dt_min, dt_max)
+        self.hidden_size = config.hidden_size
+        self.num_kernels = config.num_kernels
+        self.layer_idx = layer_idx
+        self.kernel = S4DKernel(config)
 
-    def bidirectional(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u_f, u_b) -> (y_f, y_b), all (B, L, d) in the original order: y_f causal, y_b anti-causal."""
         length = u_f.shape[1]
         k = self.kernel.materialize(length)  # (2, G, L)
         # the skip term D*u is the convolution with D at lag 0: fold it into the kernel (no extra pass)
@@ -141,11 +145,6 @@ class S4DMixer(nn.Module):
         y_f = FFTConvolution.apply(u_f.float(), k[0], False)
         y_b = FFTConvolution.apply(u_b.float(), k[1], True)
         return y_f.to(dtype), y_b.to(dtype)
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """u: (B, L, 2, d) in each direction's scan order (the backward input already reversed)."""
-        y_f, y_b = self.bidirectional(u[:, :, 0], u[:, :, 1].flip(1))
-        return torch.stack([y_f, y_b.flip(1)], dim=2)
 
 
 __all__ = ["S4DKernel", "S4DMixer", "FFTConvolution", "fft_size", "s4d_kernel"]

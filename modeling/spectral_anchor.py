@@ -1,5 +1,5 @@
 """The spectral-preserving regulariser (PAPER.md section 5, third fix): penalise the drift of every SSM
-kernel's log-magnitude spectrum away from its value at the start of fine-tuning.
+kernel's log-magnitude spectrum away from the spectrum recorded at the start of fine-tuning.
 
 Why: fine-tuning on short-range tasks pushes early-layer kernels from low/band-pass towards high-pass and
 the model forgets code structure (PAPER.md section 4). Anchoring the spectrum keeps the long-range
@@ -19,9 +19,11 @@ Penalty = mean over kernels of sum_f w_f (log|K^_f| - log|K^anchor_f|)^2, with w
 (`config.spectral_anchor_weighting`). S4D log-magnitudes use a floor of 1e-6 x the anchor's mean power so
 that deep spectral nulls (where the phase of tiny numbers is noise) do not dominate.
 
-Anchor: the first call (or `capture_spectral_anchor`) records detached copies of the kernel *parameters*
-on the encoder (attribute `_spectral_anchor`); spectra are recomputed from them and cached per length,
-device and dtype. `mambacode.spectral.regularizer` saves and restores them next to checkpoints.
+The anchor is model state: `SpectralAnchor`, a submodule of the encoder that exists whenever
+`config.spectral_anchor_weight > 0`, keeps the recorded log-power spectra (and S4D floors) as persistent
+buffers plus a `recorded` flag, so `save_pretrained`, `from_pretrained` and Trainer checkpoints carry it.
+It is filled by one explicit call, `model.record_spectral_anchor()`; a training forward with a weight and
+no recorded anchor raises.
 
 This file is copied next to saved weights for `trust_remote_code`: it imports only torch, math and its
 sibling model files.
@@ -32,31 +34,26 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
-ANCHOR_ATTR = "_spectral_anchor"
-CACHE_ATTR = "_spectral_anchor_cache"
-WEIGHTINGS = ("uniform", "low", "high", "bands")
-S4D_PARAMS = ("log_step", "A_real", "A_imag", "C")
-MAMBA2_PARAMS = ("dt_bias", "A_log")
+from .configuration_mambacode import SPECTRAL_ANCHOR_WEIGHTINGS, MambaCodeConfig
+from .mamba2 import BiMamba2Mixer
+from .s4d import S4DMixer, s4d_kernel
+
 LOW_BAND, HIGH_BAND = 0.10, 0.60  # the LHFR bands of PAPER.md section 4 (fractions of the rfft bins)
 POWER_FLOOR = 1e-6
+NO_ANCHOR = ("config.spectral_anchor_weight > 0 but no spectral anchor is recorded; call "
+             "model.record_spectral_anchor() after loading the weights to anchor to (before training).")
 
 
-# ------------------------------------------------------------------------------------------ kernels
+# ------------------------------------------------------------------------------------------ spectra
 def _real_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def s4d_kernels(log_step, A_real, A_imag, C, length: int) -> torch.Tensor:
-    """S4D kernels (..., length), float64 if the parameters are float64: the model's own `s4d_kernel`."""
-    from .s4d import s4d_kernel
-
-    return s4d_kernel(log_step, A_real, A_imag, C, length)
-
-
 def s4d_power(log_step, A_real, A_imag, C, length: int) -> torch.Tensor:
     """|rfft(K)|^2 of the S4D kernels, shape (..., length // 2 + 1)."""
-    return torch.fft.rfft(s4d_kernels(log_step, A_real, A_imag, C, length)).abs().square()
+    return torch.fft.rfft(s4d_kernel(log_step, A_real, A_imag, C, length)).abs().square()
 
 
 def mamba2_log_power(dt_bias, A_log, length: int) -> torch.Tensor:
@@ -76,7 +73,7 @@ def mamba2_log_power(dt_bias, A_log, length: int) -> torch.Tensor:
 
 
 def frequency_weights(num_bins: int, weighting: str, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Per-bin weights (sum 1) for `weighting` in WEIGHTINGS; bins are rfftfreq, f in [0, 0.5]."""
+    """Per-bin weights (sum 1) for `weighting` in SPECTRAL_ANCHOR_WEIGHTINGS; bins are rfftfreq, f in [0, 0.5]."""
     f = torch.linspace(0.0, 0.5, num_bins, device=device, dtype=dtype)
     if weighting == "uniform":
         w = torch.ones_like(f)
@@ -89,131 +86,79 @@ def frequency_weights(num_bins: int, weighting: str, device=None, dtype=torch.fl
         w[: max(1, int(num_bins * LOW_BAND))] = 1.0
         w[int(num_bins * HIGH_BAND):] = 1.0
     else:
-        raise ValueError(f"spectral_anchor_weighting={weighting!r} is invalid: expected one of {WEIGHTINGS}.")
+        raise ValueError(f"spectral_anchor_weighting={weighting!r} is invalid: expected one of "
+                         f"{SPECTRAL_ANCHOR_WEIGHTINGS}.")
     return w / w.sum()
 
 
-# ------------------------------------------------------------------------------------------ modules
-def _encoder(model):
-    prefix = getattr(model, "base_model_prefix", "")
-    inner = getattr(model, prefix, None) if prefix else None
-    return inner if isinstance(inner, torch.nn.Module) else model
+def kernel_log_power(ssm: nn.Module, length: int, floor: torch.Tensor | None = None):
+    """(log power (2, K, length // 2 + 1), floor) of one mixer's kernels, differentiable in its parameters.
 
-
-def anchor_modules(model) -> list[tuple[str, torch.nn.Module, str]]:
-    """(name, module, kind) for every anchorable kernel module: S4DKernel ('s4d') or Mamba2Mixer ('mamba2')."""
-    from .mamba2 import Mamba2Mixer
-    from .s4d import S4DKernel
-
-    found = []
-    for name, module in _encoder(model).named_modules():
-        if isinstance(module, S4DKernel):
-            found.append((name, module, "s4d"))
-        elif isinstance(module, Mamba2Mixer):
-            found.append((name, module, "mamba2"))
-    if not found:
-        raise ValueError(
-            f"spectral anchor: {type(model).__name__} has no SSM kernels to anchor; supported are MambaCode "
-            "models (mixer='s4d' S4DKernel or mixer='mamba2' Mamba2Mixer)."
-        )
-    return found
-
-
-def capture_spectral_anchor(model) -> dict:
-    """Record the current kernel parameters (detached copies) as the anchor; returns it."""
-    anchor = {}
-    for name, module, kind in anchor_modules(model):
-        names = S4D_PARAMS if kind == "s4d" else MAMBA2_PARAMS
-        anchor[name] = {"kind": kind, **{p: getattr(module, p).detach().clone() for p in names}}
-    encoder = _encoder(model)
-    setattr(encoder, ANCHOR_ATTR, anchor)
-    setattr(encoder, CACHE_ATTR, {})
-    return anchor
-
-
-def get_spectral_anchor(model):
-    """The recorded anchor dict, or None."""
-    return getattr(_encoder(model), ANCHOR_ATTR, None)
-
-
-def clear_spectral_anchor(model) -> None:
-    """Forget the anchor: the next penalty call records a new one."""
-    encoder = _encoder(model)
-    for attr in (ANCHOR_ATTR, CACHE_ATTR):
-        if hasattr(encoder, attr):
-            delattr(encoder, attr)
-
-
-def _log_power(kind: str, params: dict, length: int, floor=None):
-    """(log power, floor) of one module's kernels; `floor` is computed from this call when None."""
-    if kind == "mamba2":
-        return mamba2_log_power(params["dt_bias"], params["A_log"], length), None
-    power = s4d_power(*(params[p] for p in S4D_PARAMS), length)
+    S4D: log(|rfft K|^2 + floor), the floor computed from these kernels when None (then returned, shape
+    (2, G, 1)). Mamba-2: the closed-form proxy spectrum, floor None.
+    """
+    if isinstance(ssm, BiMamba2Mixer):
+        return mamba2_log_power(ssm.dt_bias, ssm.A_log, length), None
+    if not isinstance(ssm, S4DMixer):
+        raise TypeError(f"spectral anchor: {type(ssm).__name__} is not an S4DMixer or BiMamba2Mixer.")
+    k = ssm.kernel
+    power = s4d_power(k.log_step, k.A_real, k.A_imag, k.C, length)
     if floor is None:
         floor = POWER_FLOOR * power.detach().mean(-1, keepdim=True) + torch.finfo(power.dtype).tiny
     return torch.log(power + floor), floor
 
 
-def spectral_anchor_terms(model, length: int | None = None, weighting: str | None = None) -> dict:
-    """Per-module drift (weighted mean squared log-power difference / 4, one value per kernel).
+# ------------------------------------------------------------------------------------------ state
+class SpectralAnchor(nn.Module):
+    """The recorded spectra of every layer's SSM kernels, as persistent buffers.
 
-    Returns {module name: tensor of shape (2, G) or (2, H)}; differentiable w.r.t. the current parameters.
-    Records the anchor first if none exists.
+    Buffers: `log_power` (layers, 2, K, length // 2 + 1) with K = num_kernels (s4d) or heads (mamba2);
+    `floor` (layers, 2, K, 1), s4d only; `recorded`, a bool scalar, False until `record` runs (a checkpoint
+    without an anchor loads as not recorded).
     """
-    config = getattr(model, "config", None)
-    length = int(length or getattr(config, "spectral_anchor_length", 1024))
-    weighting = weighting or getattr(config, "spectral_anchor_weighting", "uniform")
-    anchor = get_spectral_anchor(model)
-    if anchor is None:
-        anchor = capture_spectral_anchor(model)
-    encoder = _encoder(model)
-    cache = getattr(encoder, CACHE_ATTR, None)
-    if cache is None:
-        cache = {}
-        setattr(encoder, CACHE_ATTR, cache)
-    terms = {}
-    weights = None
-    for name, module, kind in anchor_modules(model):
-        if name not in anchor:
-            raise KeyError(f"spectral anchor has no entry for kernel module {name!r}; the model changed since "
-                           "the anchor was recorded: clear it (clear_spectral_anchor) or load a matching one.")
-        current = {p: getattr(module, p) for p in (S4D_PARAMS if kind == "s4d" else MAMBA2_PARAMS)}
-        ref_dtype = _real_dtype(next(iter(current.values())))
-        device = next(iter(current.values())).device
-        key = (name, length, str(device), ref_dtype)
-        if key not in cache:
-            ref = {p: anchor[name][p].to(device=device, dtype=ref_dtype) for p in current}
-            cache[key] = tuple(t.detach() if t is not None else None for t in _log_power(kind, ref, length))
-        ref_log, floor = cache[key]
-        log_now, _ = _log_power(kind, current, length, floor)
-        if weights is None or weights.shape[-1] != log_now.shape[-1]:
-            weights = frequency_weights(log_now.shape[-1], weighting, device=device, dtype=log_now.dtype)
-        # (log power difference)/2 = log-magnitude difference
-        terms[name] = ((log_now - ref_log) / 2).square().mul(weights).sum(-1)
-    return terms
+
+    def __init__(self, config: MambaCodeConfig):
+        super().__init__()
+        self.length = config.spectral_anchor_length
+        kernels = config.num_kernels if config.mixer == "s4d" else config.hidden_size // config.mamba_head_dim
+        shape = (config.num_hidden_layers, 2, kernels)
+        self.register_buffer("log_power", torch.zeros(*shape, self.length // 2 + 1))
+        if config.mixer == "s4d":
+            self.register_buffer("floor", torch.zeros(*shape, 1))
+        else:
+            self.floor = None
+        self.register_buffer("recorded", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def record(self, layers) -> None:
+        """Store the current spectra of `layers` (the encoder's `MambaCodeLayer`s) as the anchor."""
+        for i, layer in enumerate(layers):
+            log_power, floor = kernel_log_power(layer.mixer.ssm, self.length)
+            self.log_power[i].copy_(log_power)
+            if floor is not None:
+                self.floor[i].copy_(floor)
+        self.recorded.fill_(True)
+
+    def terms(self, layers, weighting: str) -> list[torch.Tensor]:
+        """Per layer, the weighted squared log-magnitude drift of each kernel, shape (2, K); differentiable."""
+        if not bool(self.recorded):
+            raise ValueError(NO_ANCHOR)
+        weights = None
+        out = []
+        for i, layer in enumerate(layers):
+            floor = self.floor[i] if self.floor is not None else None
+            log_now, _ = kernel_log_power(layer.mixer.ssm, self.length, floor)
+            if weights is None:
+                weights = frequency_weights(log_now.shape[-1], weighting, device=log_now.device,
+                                            dtype=log_now.dtype)
+            # (log power difference)/2 = log-magnitude difference
+            out.append(((log_now - self.log_power[i].to(log_now.dtype)) / 2).square().mul(weights).sum(-1))
+        return out
+
+    def penalty(self, layers, weighting: str) -> torch.Tensor:
+        """Mean over every kernel of `terms`: zero at the anchor, one kernel + rfft per S4D layer."""
+        return torch.cat([t.reshape(-1) for t in self.terms(layers, weighting)]).mean()
 
 
-def spectral_anchor_penalty(model, length: int | None = None, weighting: str | None = None) -> torch.Tensor:
-    """Mean over every kernel of the weighted squared log-magnitude spectrum drift from the anchor.
-
-    Zero at the anchor, differentiable, and cheap: one (2, G, length) kernel and rfft per S4D layer, a
-    closed form per Mamba-2 layer. Called by the models' losses when `config.spectral_anchor_weight > 0`.
-    """
-    terms = spectral_anchor_terms(model, length, weighting)
-    flat = torch.cat([t.reshape(-1) for t in terms.values()])
-    return flat.mean()
-
-
-__all__ = [
-    "spectral_anchor_penalty",
-    "spectral_anchor_terms",
-    "capture_spectral_anchor",
-    "clear_spectral_anchor",
-    "get_spectral_anchor",
-    "anchor_modules",
-    "s4d_kernels",
-    "s4d_power",
-    "mamba2_log_power",
-    "frequency_weights",
-    "WEIGHTINGS",
-]
+__all__ = ["SpectralAnchor", "kernel_log_power", "s4d_power", "mamba2_log_power", "frequency_weights",
+           "NO_ANCHOR"]

@@ -5,25 +5,15 @@
 - `spectrum_metrics(kernel, **thresholds)`: dominant frequency, centroid, LHFR, class, receptive field.
 - `spectrum_report`, `shift_report`, `write_report`: per-checkpoint and pretrained-vs-fine-tuned reports.
 - `SpectrumCallback`: the same measurements logged during `Trainer` fine-tuning.
-- `SpectralAnchorRegularizer`, `enable_spectral_anchor`, `SpectralAnchorCallback`: the spectral-preserving
-  regulariser (the penalty itself is `mambacode.modeling.spectral_anchor`).
+- The spectral-preserving regulariser is model state, not part of this package: set
+  `config.spectral_anchor_weight > 0` and call `model.record_spectral_anchor()` (see
+  `mambacode.modeling.spectral_anchor`); `SpectrumCallback` logs its drift.
 Figures (`mambacode.spectral.plots`) import matplotlib on first use only.
 """
 
 from .callback import SpectrumCallback
 from .kernels import KernelRecord, UnsupportedModelError, extract_kernels, find_encoder, mixer_kind
 from .metrics import Thresholds, classify, magnitude_response, spectrum_metrics, spectrum_metrics_batch
-from .regularizer import (
-    SpectralAnchorCallback,
-    SpectralAnchorRegularizer,
-    clear_spectral_anchor,
-    enable_spectral_anchor,
-    get_spectral_anchor,
-    load_spectral_anchor,
-    save_spectral_anchor,
-    set_spectral_anchor,
-    spectral_anchor_penalty,
-)
 from .report import (
     ArchitectureMismatchError,
     ShiftReport,
@@ -56,15 +46,6 @@ __all__ = [
     "ShiftReport",
     "ArchitectureMismatchError",
     "SpectrumCallback",
-    "SpectralAnchorRegularizer",
-    "SpectralAnchorCallback",
-    "spectral_anchor_penalty",
-    "set_spectral_anchor",
-    "enable_spectral_anchor",
-    "clear_spectral_anchor",
-    "get_spectral_anchor",
-    "save_spectral_anchor",
-    "load_spectral_anchor",
     "DEFAULT_SNIPPETS",
     "read_snippets",
 ]

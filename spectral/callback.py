@@ -4,7 +4,7 @@ At train begin and then at every logging step (or every `every_n_steps`), the ca
 kernels, computes their metrics and
 - adds per-layer/direction scalars (`spectrum/L{layer}_{direction}/log10_lhfr`, `.../centroid`,
   `.../erf`, plus `spectrum/class_changes`, `spectrum/mean_abs_delta_log10_lhfr` against the first
-  measurement, and `spectrum/anchor_drift` when a spectral anchor is set) to the Trainer's `logs` dict and
+  measurement, and `spectrum/anchor_drift` when a spectral anchor is recorded) to the Trainer's `logs` dict and
   to the matching `state.log_history` entry (so they reach `trainer_state.json` and any reporter that runs
   after this callback);
 - writes the same scalars and a magnitude-response image (first vs current) with its own TensorBoard
@@ -115,11 +115,10 @@ class SpectrumCallback(TrainerCallback):
             out["spectrum/class_changes"] = float(changes)
             out["spectrum/mean_abs_delta_log10_lhfr"] = float(np.mean(deltas)) if deltas else 0.0
         if model is not None:
-            from mambacode.modeling.spectral_anchor import get_spectral_anchor, spectral_anchor_penalty
-
-            if get_spectral_anchor(model) is not None:
+            encoder = find_encoder(model)
+            if encoder.has_spectral_anchor():
                 with torch.no_grad():
-                    out["spectrum/anchor_drift"] = float(spectral_anchor_penalty(model))
+                    out["spectrum/anchor_drift"] = float(encoder.spectral_anchor_penalty())
         return out
 
     @staticmethod

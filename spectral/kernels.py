@@ -27,6 +27,9 @@ SUPPORTED = ("MambaCode models (MambaCodeModel or a MambaCodeFor* head) with mix
              "or mixer='mamba2' (input-dependent effective kernels: pass inputs=), with or without hf_conv")
 
 
+MIXER_CLASSES = ("S4DMixer", "BiMamba2Mixer")  # by name: remote-code models have their own class objects
+
+
 class UnsupportedModelError(ValueError):
     """The model has no MambaCode SSM mixers to analyse."""
 
@@ -76,12 +79,12 @@ def find_encoder(model):
     for enc in candidates:
         layers = getattr(enc, "layers", None)
         if isinstance(layers, torch.nn.ModuleList) and len(layers) and all(
-                type(getattr(getattr(layer, "mixer", None), "ssm", None)).__name__ in ("S4DMixer", "Mamba2Mixer")
+                type(getattr(getattr(layer, "mixer", None), "ssm", None)).__name__ in MIXER_CLASSES
                 for layer in layers):
             return enc
     raise UnsupportedModelError(
         f"{type(model).__name__} has no MambaCode SSM mixers (expected .layers[i].mixer.ssm to be an S4DMixer or "
-        f"a Mamba2Mixer). Supported: {SUPPORTED}."
+        f"a BiMamba2Mixer). Supported: {SUPPORTED}."
     )
 
 
@@ -95,11 +98,11 @@ def mixer_kind(model) -> str:
 @torch.no_grad()
 def s4d_layer_kernels(ssm, length: int) -> np.ndarray:
     """(2, G, length) float64 kernels of one S4DMixer (D excluded)."""
-    from mambacode.modeling.spectral_anchor import s4d_kernels
+    from mambacode.modeling.s4d import s4d_kernel
 
     k = ssm.kernel
     p = [t.detach().double() for t in (k.log_step, k.A_real, k.A_imag, k.C)]
-    return s4d_kernels(*p, length).cpu().numpy()
+    return s4d_kernel(*p, length).cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------ hf_conv
@@ -267,9 +270,6 @@ def mamba2_records(encoder, inputs, tokenizer=None, length: int = 4096, batch_si
     ssm0 = layers[0].mixer.ssm
     H = ssm0.num_heads
     device = next(encoder.parameters()).device
-    captured: dict[int, torch.Tensor] = {}
-    hooks = [layer.mixer.ssm.register_forward_pre_hook(
-        lambda module, args, i=i: captured.__setitem__(i, args[0].detach())) for i, layer in enumerate(layers)]
     acc = [_Mamba2Accumulator(2 * H, length) for _ in layers]
     was_training = encoder.training
     encoder.eval()
@@ -281,12 +281,14 @@ def mamba2_records(encoder, inputs, tokenizer=None, length: int = 4096, batch_si
         for batch in it:
             ids = batch["input_ids"].to(device)
             mask = batch["attention_mask"].to(device)
-            captured.clear()
-            encoder(input_ids=ids, attention_mask=mask, return_dict=True)
+            # hidden_states[i] is layer i's input; the layer turns it into its mixer's inputs
+            hidden = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True,
+                             return_dict=True).hidden_states
+            pad = mask.to(hidden[0].dtype).unsqueeze(-1)  # x 1 where valid: exact without padding too
             spans = [valid_span(row) for row in mask]
             Lb = ids.shape[1]
             for i, layer in enumerate(layers):
-                p = layer.mixer.ssm.selective_params(captured[i])
+                p = layer.mixer.ssm.selective_parameters(*layer.mixer_inputs(hidden[i], pad))
                 dt, A = p["dt"].double(), p["A"].double()
                 Bm, Cm = p["B"].double(), p["C"].double()
                 valid = torch.zeros(len(spans), Lb, dtype=torch.bool, device=dt.device)
@@ -303,8 +305,6 @@ def mamba2_records(encoder, inputs, tokenizer=None, length: int = 4096, batch_si
                     if end > start:
                         acc[i].add_count(end - start, length)
     finally:
-        for h in hooks:
-            h.remove()
         encoder.train(was_training)
     sequences = sum(int(row.any()) for batch in batches for row in batch["attention_mask"])
     records = []

@@ -24,3 +24,19 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def tiny_config(mixer: str = "s4d", **overrides):
+    """A MambaCodeConfig small enough for CPU tests: width 32, 2 layers; `overrides` replace any field."""
+    from mambacode import MambaCodeConfig
+
+    fields = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, intermediate_size=64, mixer=mixer,
+                  state_size=16, num_kernels=4 if mixer == "s4d" else 1, mamba_head_dim=8, mamba_chunk_size=8)
+    fields.update(overrides)
+    return MambaCodeConfig(**fields)
+
+
+@pytest.fixture
+def tiny():
+    """The tiny-config factory: `tiny(mixer="s4d", **overrides)` -> MambaCodeConfig."""
+    return tiny_config

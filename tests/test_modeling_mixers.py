@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mambacode import MambaCodeConfig
-from mambacode.modeling.mamba2 import Mamba2Mixer, ssd_chunked_scan
+from mambacode.modeling.mamba2 import BiMamba2Mixer, ssd_chunked_scan
 from mambacode.modeling.modeling_mambacode import BidirectionalSSM
 from mambacode.modeling.s4d import S4DKernel, S4DMixer
 
@@ -26,8 +25,8 @@ def s4d_kernel_closed_form(kernel: S4DKernel, length: int) -> np.ndarray:
     return out
 
 
-def test_s4d_kernel_matches_closed_form():
-    kernel = S4DKernel(num_kernels=3, state_size=16)
+def test_s4d_kernel_matches_closed_form(tiny):
+    kernel = S4DKernel(tiny(hidden_size=24, num_kernels=3, state_size=16))
     with torch.no_grad():
         kernel.A_real.uniform_(-1.0, -0.1)
     ref = s4d_kernel_closed_form(kernel, 200)
@@ -37,26 +36,26 @@ def test_s4d_kernel_matches_closed_form():
 
 
 @pytest.mark.parametrize("length,groups", [(1, 1), (37, 1), (64, 4), (50, 16)])
-def test_s4d_fft_convolution_matches_direct_convolution(length, groups):
+def test_s4d_fft_convolution_matches_direct_convolution(length, groups, tiny):
+    """Forward: y_f[t] = D u_f[t] + sum_{s<=t} K_f[t-s] u_f[s]; backward: y_b[t] = D u_b[t] + sum_{s>=t} K_b[s-t] u_b[s]."""
     d = 16
-    mixer = S4DMixer(d, groups, state_size=8, dt_min=0.01, dt_max=1.0)
+    mixer = S4DMixer(tiny(hidden_size=d, num_kernels=groups, state_size=8, ssm_dt_min=0.01, ssm_dt_max=1.0))
     with torch.no_grad():
         mixer.kernel.D.normal_()
-    u = torch.randn(2, length, 2, d)
-    got = mixer(u).double()
+    u_f, u_b = torch.randn(2, length, d), torch.randn(2, length, d)
+    got = [y.double() for y in mixer(u_f, u_b)]
     K = mixer.kernel.materialize(length).detach().double()  # (2, G, L)
     D = mixer.kernel.D.detach().double()
-    ref = torch.zeros(2, length, 2, d, dtype=torch.float64)
-    ud = u.double()
-    for direction in range(2):
+    for direction, u in enumerate((u_f.double(), u_b.double())):
+        ref = torch.zeros(2, length, d, dtype=torch.float64)
         for c in range(d):
             g = c // (d // groups)
             for t in range(length):
-                acc = D[direction, g] * ud[:, t, direction, c]
-                for s in range(t + 1):
-                    acc = acc + K[direction, g, t - s] * ud[:, s, direction, c]
-                ref[:, t, direction, c] = acc
-    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+                acc = D[direction, g] * u[:, t, c]
+                for s in (range(t + 1) if direction == 0 else range(t, length)):
+                    acc = acc + K[direction, g, abs(t - s)] * u[:, s, c]
+                ref[:, t, c] = acc
+        torch.testing.assert_close(got[direction], ref, rtol=1e-4, atol=1e-4)
 
 
 def ssd_sequential_float64(x, dt, A, B, C):
@@ -91,13 +90,6 @@ def test_ssd_chunked_scan_matches_sequential_float64(length, chunk):
     assert rel < 1e-5, f"relative error {rel:.2e}"
 
 
-def _tiny_config(mixer, **kw):
-    base = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, intermediate_size=48, mixer=mixer,
-                state_size=8, mamba_head_dim=8, mamba_chunk_size=8)
-    base.update(kw)
-    return MambaCodeConfig(**base)
-
-
 def _copy_backward_into_forward(mixer: BidirectionalSSM) -> None:
     """Make the forward direction's parameters equal to the backward direction's (index 1 -> 0)."""
     with torch.no_grad():
@@ -117,8 +109,8 @@ def _copy_backward_into_forward(mixer: BidirectionalSSM) -> None:
 
 @pytest.mark.parametrize("mixer_name", ["s4d", "mamba2"])
 @pytest.mark.parametrize("hf_conv", [False, True])
-def test_backward_direction_is_forward_on_reversed_sequence(mixer_name, hf_conv):
-    cfg = _tiny_config(mixer_name, hf_conv=hf_conv, hf_conv_groups=4)
+def test_backward_direction_is_forward_on_reversed_sequence(mixer_name, hf_conv, tiny):
+    cfg = tiny(mixer_name, hf_conv=hf_conv, hf_conv_groups=4, num_kernels=1, state_size=8)
     mixer = BidirectionalSSM(cfg, 0)
     if hf_conv:
         with torch.no_grad():
@@ -134,10 +126,10 @@ def test_backward_direction_is_forward_on_reversed_sequence(mixer_name, hf_conv)
     torch.testing.assert_close(y_b, y_f_rev.flip(1), rtol=1e-5, atol=1e-5)
 
 
-def test_mamba2_mixer_uses_torch_scan_on_cpu_even_when_kernels_requested():
-    mixer = Mamba2Mixer(16, 4, 8, 8, use_kernels=True)
-    y = mixer(torch.randn(1, 10, 2, 16))
-    assert y.shape == (1, 10, 2, 16) and torch.isfinite(y).all()
+def test_mamba2_mixer_uses_torch_scan_on_cpu_even_when_kernels_requested(tiny):
+    mixer = BiMamba2Mixer(tiny("mamba2", hidden_size=16, state_size=4, use_mamba_kernels=True))
+    for y in mixer(torch.randn(1, 10, 16), torch.randn(1, 10, 16)):
+        assert y.shape == (1, 10, 16) and torch.isfinite(y).all()
 
 
 @pytest.mark.gpu

@@ -33,11 +33,6 @@ from mambacode import (
 MIXERS = ["s4d", "mamba2"]
 
 
-def tiny(mixer="s4d", **kw):
-    base = dict(vocab_size=96, hidden_size=32, num_hidden_layers=2, intermediate_size=48, mixer=mixer,
-                state_size=8, mamba_head_dim=8, mamba_chunk_size=8, max_position_embeddings=128)
-    base.update(kw)
-    return MambaCodeConfig(**base)
 
 
 def randomize_hf_conv(model):
@@ -50,7 +45,7 @@ def randomize_hf_conv(model):
 
 @pytest.mark.parametrize("mixer", MIXERS)
 @pytest.mark.parametrize("hf_conv", [False, True])
-def test_padding_invariance(mixer, hf_conv):
+def test_padding_invariance(mixer, hf_conv, tiny):
     model = MambaCodeForRetrieval(tiny(mixer, hf_conv=hf_conv, hf_conv_groups=4, num_kernels=1)).eval()
     randomize_hf_conv(model)
     lengths = [23, 9, 16]
@@ -72,7 +67,7 @@ def test_padding_invariance(mixer, hf_conv):
 
 
 @pytest.mark.parametrize("mixer", MIXERS)
-def test_backward_direction_sees_the_future(mixer):
+def test_backward_direction_sees_the_future(mixer, tiny):
     """Changing the last token changes the first token's state: both directions are wired in."""
     model = MambaCodeModel(tiny(mixer, initializer_range=0.3)).eval()  # large enough to see in float32
     ids = torch.randint(3, 96, (1, 12))
@@ -84,7 +79,7 @@ def test_backward_direction_sees_the_future(mixer):
 
 
 @pytest.mark.parametrize("mixer", MIXERS)
-def test_every_parameter_gets_a_gradient(mixer):
+def test_every_parameter_gets_a_gradient(mixer, tiny):
     cfg = tiny(mixer, hf_conv=True, hf_conv_groups=4, num_kernels=4 if mixer == "s4d" else 1,
                learnable_temperature=True)
     model = MambaCodeForRetrieval(cfg)
@@ -98,7 +93,7 @@ def test_every_parameter_gets_a_gradient(mixer):
         assert p.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
 
 
-def test_infonce_loss_matches_hand_computation():
+def test_infonce_loss_matches_hand_computation(tiny):
     model = MambaCodeForRetrieval(tiny(retrieval_temperature=0.1)).eval()
     q, c = torch.randint(3, 96, (5, 11)), torch.randint(3, 96, (5, 17))
     qm, cm = torch.ones_like(q), torch.ones_like(c)
@@ -132,7 +127,7 @@ def tokenizer():
                                    unk_token="<unk>", mask_token="<mask>")
 
 
-def test_encode_returns_normalised_embeddings_in_input_order(tokenizer):
+def test_encode_returns_normalised_embeddings_in_input_order(tokenizer, tiny):
     model = MambaCodeForRetrieval(tiny(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)).eval()
     texts = ["def add(a, b): return a + b", "x", "for i in range(3): print(i, i * 2, i ** 3)", "class A: pass"]
     emb = model.encode(texts, tokenizer, batch_size=2)
@@ -147,13 +142,13 @@ def test_encode_returns_normalised_embeddings_in_input_order(tokenizer):
     assert long.shape == (1, 32)
 
 
-def test_too_long_input_is_rejected_with_a_clear_message():
+def test_too_long_input_is_rejected_with_a_clear_message(tiny):
     model = MambaCodeModel(tiny(max_position_embeddings=16))
     with pytest.raises(ValueError, match="max_position_embeddings=16"):
         model(torch.randint(3, 96, (1, 17)))
 
 
-def test_auto_classes_are_registered():
+def test_auto_classes_are_registered(tiny):
     cfg = tiny()
     assert isinstance(AutoConfig.for_model("mambacode"), MambaCodeConfig)
     assert type(AutoModel.from_config(cfg)) is MambaCodeForRetrieval
@@ -163,7 +158,7 @@ def test_auto_classes_are_registered():
 
 
 @pytest.mark.parametrize("mixer", MIXERS)
-def test_save_load_round_trip(tmp_path, mixer):
+def test_save_load_round_trip(tmp_path, mixer, tiny):
     model = MambaCodeForRetrieval(tiny(mixer, hf_conv=True, hf_conv_groups=4)).eval()
     randomize_hf_conv(model)
     model.save_pretrained(tmp_path)
@@ -180,7 +175,7 @@ def test_save_load_round_trip(tmp_path, mixer):
     torch.testing.assert_close(mlm.mambacode.embeddings.weight, model.mambacode.embeddings.weight)
 
 
-def test_masked_lm_ties_embeddings_and_computes_loss():
+def test_masked_lm_ties_embeddings_and_computes_loss(tiny):
     model = MambaCodeForMaskedLM(tiny()).eval()
     assert model.lm_head.decoder.weight.data_ptr() == model.mambacode.embeddings.weight.data_ptr()
     ids = torch.randint(3, 96, (2, 10))
@@ -192,7 +187,7 @@ def test_masked_lm_ties_embeddings_and_computes_loss():
 
 
 @pytest.mark.parametrize("mixer", MIXERS)
-def test_trust_remote_code_load_without_mambacode(tmp_path, mixer):
+def test_trust_remote_code_load_without_mambacode(tmp_path, mixer, tiny):
     model = MambaCodeForRetrieval(tiny(mixer, hf_conv=True, hf_conv_groups=4)).eval()
     randomize_hf_conv(model)
     save = tmp_path / "model"
@@ -226,7 +221,7 @@ def test_trust_remote_code_load_without_mambacode(tmp_path, mixer):
     torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
-def test_token_and_sequence_classification_losses():
+def test_token_and_sequence_classification_losses(tiny):
     tok_model = MambaCodeForTokenClassification(tiny(num_labels=4))
     ids = torch.randint(3, 96, (2, 9))
     labels = torch.randint(0, 4, (2, 9))
@@ -254,7 +249,7 @@ def test_token_and_sequence_classification_losses():
     ("hidden_size", dict(hidden_size=0), "hidden_size=0"),
     ("state_size", dict(state_size=7), "state_size=7.*even"),
 ])
-def test_config_errors_name_the_field(field, kwargs, match):
+def test_config_errors_name_the_field(field, kwargs, match, tiny):
     with pytest.raises(ValueError, match=match) as err:
         tiny(**kwargs)
     assert f"MambaCodeConfig.{field}" in str(err.value)
@@ -315,7 +310,7 @@ def test_paper_scale_hf_model_drops_to_eleven_layers_and_widens_to_match():
 
 
 @pytest.mark.parametrize("mixer", MIXERS)
-def test_lora_adapters_train_and_merge(mixer):
+def test_lora_adapters_train_and_merge(mixer, tiny):
     from peft import LoraConfig, get_peft_model
 
     targets = ["proj_uf", "proj_ub", "proj_cf", "proj_cb"] + (["proj_fwd", "proj_bwd"] if mixer == "mamba2" else [])
@@ -337,7 +332,7 @@ def test_lora_adapters_train_and_merge(mixer):
     assert type(merged) is MambaCodeForRetrieval
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+def test_gradient_checkpointing_gives_the_same_gradients(tiny):
     model = MambaCodeForMaskedLM(tiny(hf_conv=True, hf_conv_groups=4)).train()
     randomize_hf_conv(model)
     ids = torch.randint(3, 96, (2, 10))

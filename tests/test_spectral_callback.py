@@ -1,5 +1,6 @@
-"""SpectrumCallback and SpectralAnchorCallback during a tiny CPU Trainer run (and its resume)."""
+"""SpectrumCallback during a tiny CPU Trainer run; the spectral anchor through checkpoints and resume."""
 
+import functools
 import json
 import os
 
@@ -7,9 +8,14 @@ import pytest
 import torch
 from transformers import Trainer, TrainingArguments
 
-from mambacode import MambaCodeConfig, MambaCodeForMaskedLM
-from mambacode.spectral import SpectralAnchorCallback, SpectrumCallback, enable_spectral_anchor, get_spectral_anchor
-from mambacode.spectral.regularizer import ANCHOR_FILE
+from mambacode import MambaCodeForMaskedLM
+from mambacode.spectral import SpectrumCallback
+
+
+@pytest.fixture
+def tiny(tiny):
+    """The shared tiny config, with the hf_conv path."""
+    return functools.partial(tiny, hf_conv=True)
 
 
 class RandomTokens(torch.utils.data.Dataset):
@@ -36,18 +42,12 @@ def args(out, **kw):
     return TrainingArguments(**base)
 
 
-def tiny(mixer="s4d", **kw):
-    return MambaCodeConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, intermediate_size=64, mixer=mixer,
-                           state_size=16, num_kernels=4 if mixer == "s4d" else 1, mamba_head_dim=8,
-                           mamba_chunk_size=8, hf_conv=True, **kw)
-
-
 def read_jsonl(path):
     with open(path) as fh:
         return [json.loads(line) for line in fh]
 
 
-def test_spectrum_callback_logs_during_training(tmp_path):
+def test_spectrum_callback_logs_during_training(tmp_path, tiny):
     model = MambaCodeForMaskedLM(tiny())
     cb = SpectrumCallback(length=512)
     trainer = Trainer(model=model, args=args(tmp_path), train_dataset=RandomTokens(), callbacks=[cb])
@@ -72,38 +72,43 @@ def test_spectrum_callback_logs_during_training(tmp_path):
     assert "spectrum/magnitude_responses" in acc.Tags()["images"]
 
 
-def test_anchor_callback_saves_restores_and_regularises(tmp_path):
-    model = MambaCodeForMaskedLM(tiny())
-    enable_spectral_anchor(model, 1.0, length=64, capture=False)  # the callback records it at train begin
+def test_anchor_is_saved_in_checkpoints_and_restored_on_resume(tmp_path, tiny):
+    from safetensors.torch import load_file, save_file
+
+    model = MambaCodeForMaskedLM(tiny(spectral_anchor_weight=1.0, spectral_anchor_length=64))
+    model.record_spectral_anchor()
+    anchor = model.base_model.spectral_anchor.log_power.clone()
     first = SpectrumCallback(length=256, every_n_steps=2, log_images=False)
     trainer = Trainer(model=model, args=args(tmp_path, save_strategy="steps", save_steps=2),
-                      train_dataset=RandomTokens(), callbacks=[SpectralAnchorCallback(), first])
+                      train_dataset=RandomTokens(), callbacks=[first])
     trainer.train()
-    for folder in ("checkpoint-2", "checkpoint-4", "."):
-        assert (tmp_path / folder / ANCHOR_FILE).is_file(), folder
+    key = "mambacode.spectral_anchor.log_power"
+    for folder in ("checkpoint-2", "checkpoint-4"):  # the anchor is part of every checkpoint's weights
+        torch.testing.assert_close(load_file(tmp_path / folder / "model.safetensors")[key], anchor, rtol=0, atol=0)
     drift = [h["spectrum/anchor_drift"] for h in first.history]
-    assert drift[0] == 0.0 and drift[-1] > 0  # the anchor is the step-0 spectrum
-    anchor = {k: v["log_step"].clone() for k, v in get_spectral_anchor(model).items()}
+    assert drift[0] == 0.0 and drift[-1] > 0  # the anchor is the step-0 spectrum, and it regularised a moving model
 
-    # resume from checkpoint-2 in a fresh model: the anchor comes back from the checkpoint folder,
-    # not from the (already drifted) resumed weights
+    # resume from checkpoint-2 in a fresh model that has recorded nothing: the anchor comes back from the
+    # checkpoint, not from the (already drifted) resumed weights
     resumed = MambaCodeForMaskedLM(tiny(spectral_anchor_weight=1.0, spectral_anchor_length=64))
+    assert not resumed.has_spectral_anchor()
     trainer = Trainer(model=resumed, args=args(tmp_path, max_steps=6, save_strategy="no"),
-                      train_dataset=RandomTokens(), callbacks=[SpectralAnchorCallback()])
+                      train_dataset=RandomTokens())
     trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
-    for name, value in get_spectral_anchor(resumed).items():
-        torch.testing.assert_close(value["log_step"], anchor[name])
+    torch.testing.assert_close(resumed.base_model.spectral_anchor.log_power, anchor, rtol=0, atol=0)
 
-    # no anchor file to resume from: refused rather than silently re-anchored
-    os.remove(tmp_path / "checkpoint-4" / ANCHOR_FILE)
-    fresh = MambaCodeForMaskedLM(tiny(spectral_anchor_weight=1.0))
+    # a checkpoint that lost its anchor: refused at the first training step, naming the remedy
+    weights = load_file(tmp_path / "checkpoint-4" / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if "spectral_anchor" not in k},
+              tmp_path / "checkpoint-4" / "model.safetensors", metadata={"format": "pt"})
+    fresh = MambaCodeForMaskedLM(tiny(spectral_anchor_weight=1.0, spectral_anchor_length=64))
     trainer = Trainer(model=fresh, args=args(tmp_path, max_steps=6, save_strategy="no"),
-                      train_dataset=RandomTokens(), callbacks=[SpectralAnchorCallback()])
-    with pytest.raises(FileNotFoundError, match=ANCHOR_FILE):
+                      train_dataset=RandomTokens())
+    with pytest.raises(ValueError, match="record_spectral_anchor"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-4"))
 
 
-def test_callback_refuses_unsupported_and_mamba2_without_inputs(tmp_path):
+def test_callback_refuses_unsupported_and_mamba2_without_inputs(tmp_path, tiny):
     from transformers import RoFormerConfig, RoFormerForMaskedLM
 
     from mambacode.spectral import UnsupportedModelError

@@ -1,20 +1,20 @@
 """extract_kernels against independent references: the S4D closed-form DTFT, a naive Mamba-2 recurrence
 loop, a rank-1 hf_conv; padding invariance; unsupported models."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 
-from mambacode import MambaCodeConfig, MambaCodeForMaskedLM, MambaCodeModel
+from mambacode import MambaCodeForMaskedLM, MambaCodeModel
 from mambacode.spectral import UnsupportedModelError, extract_kernels, spectrum_metrics
 
 
-def tiny(mixer, **kw):
-    fields = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, intermediate_size=64, mixer=mixer,
-                  state_size=16, num_kernels=4 if mixer == "s4d" else 1, mamba_head_dim=8, mamba_chunk_size=8,
-                  hf_conv=True)
-    fields.update(kw)
-    return MambaCodeConfig(**fields)
+@pytest.fixture
+def tiny(tiny):
+    """The shared tiny config, with the hf_conv path."""
+    return functools.partial(tiny, hf_conv=True)
 
 
 # ------------------------------------------------------------------------------------------ s4d
@@ -33,7 +33,7 @@ def s4d_dtft(kernel_module, direction, group, length):
                                                       / (1 - np.conj(r) * z))).sum(-1)
 
 
-def test_s4d_spectrum_matches_closed_form_dtft():
+def test_s4d_spectrum_matches_closed_form_dtft(tiny):
     model = MambaCodeForMaskedLM(tiny("s4d"))
     length = 4096
     records = [r for r in extract_kernels(model, length) if r.kind == "s4d"]
@@ -50,7 +50,7 @@ def test_s4d_spectrum_matches_closed_form_dtft():
         np.testing.assert_allclose(r.kernel, model_k, atol=1e-5 * np.abs(model_k).max())
 
 
-def test_records_layout_and_hf_conv_rank_one():
+def test_records_layout_and_hf_conv_rank_one(tiny):
     model = MambaCodeModel(tiny("s4d", hf_conv_layers=[1]))
     conv = model.layers[1].mixer.short_conv
     taps = torch.tensor([1.0, -2.0, 1.0])
@@ -71,7 +71,7 @@ def test_records_layout_and_hf_conv_rank_one():
     assert len(set(keys)) == len(keys)
 
 
-def test_unsupported_models_are_refused_with_what_is_supported():
+def test_unsupported_models_are_refused_with_what_is_supported(tiny):
     from transformers import RoFormerConfig, RoFormerModel
 
     roformer = RoFormerModel(RoFormerConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
@@ -101,21 +101,26 @@ def naive_attention(dt, A, B, C):
 
 
 def capture_params(model, input_ids, attention_mask):
-    """dt, A, B, C (float64 numpy) of every layer's scan on the given batch, via a forward pre-hook."""
+    """dt, A, B, C (float64 numpy) of every layer's scan on the given batch.
+
+    The mixer inputs are rebuilt here from each layer's input and its own weights (pre-norm, GELU of the
+    direction projections, padding zeroed), independently of the model's forward.
+    """
     enc = model.mambacode if hasattr(model, "mambacode") else model
-    got = {}
-    hooks = [layer.mixer.ssm.register_forward_pre_hook(lambda m, a, i=i: got.__setitem__(i, a[0]))
-             for i, layer in enumerate(enc.layers)]
+    mask = attention_mask[..., None].float()
+    out = {}
     with torch.no_grad():
-        enc(input_ids=input_ids, attention_mask=attention_mask)
-        out = {i: {k: v.double().numpy() for k, v in enc.layers[i].mixer.ssm.selective_params(u).items()}
-               for i, u in got.items()}
-    for h in hooks:
-        h.remove()
+        hidden = enc(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+        for i, layer in enumerate(enc.layers):
+            h = layer.norm(hidden[i])
+            u_f = torch.nn.functional.gelu(layer.proj_uf(h)) * mask
+            u_b = torch.nn.functional.gelu(layer.proj_ub(h)) * mask
+            params = layer.mixer.ssm.selective_parameters(u_f, u_b)
+            out[i] = {k: v.double().numpy() for k, v in params.items()}
     return out
 
 
-def test_mamba2_effective_kernel_matches_naive_recurrence():
+def test_mamba2_effective_kernel_matches_naive_recurrence(tiny):
     torch.manual_seed(1)
     model = MambaCodeForMaskedLM(tiny("mamba2")).eval()
     lengths = [13, 9, 5]
@@ -148,26 +153,32 @@ def test_mamba2_effective_kernel_matches_naive_recurrence():
                     np.testing.assert_array_equal(r.count, count)
 
 
-def test_mamba2_attention_reproduces_the_models_scan():
+def test_mamba2_attention_reproduces_the_models_scan(tiny):
     """The attention the kernels are read from is the model's actual operator: y = alpha @ x (+ D x)."""
     from mambacode.modeling.mamba2 import ssd_chunked_scan
 
     model = MambaCodeModel(tiny("mamba2")).eval()
     ssm = model.layers[0].mixer.ssm
-    u = torch.randn(1, 11, 2, 32)
+    u_f, u_b = torch.randn(1, 11, 32), torch.randn(1, 11, 32)
     with torch.no_grad():
-        p = ssm.selective_params(u)
+        p = ssm.selective_parameters(u_f, u_b)
         y = ssd_chunked_scan(p["x"], p["dt"], p["A"], p["B"], p["C"], ssm.chunk_size)[0].double().numpy()
-    H = ssm.num_heads
+        outputs = [t[0].double().numpy() for t in ssm(u_f, u_b)]  # (y_f, y_b) in the original order
+    H, P = ssm.num_heads, ssm.head_dim
+    D = ssm.D.detach().double().numpy()
     for d in (0, 1):
         heads = slice(d * H, (d + 1) * H)
         alpha = naive_attention(p["dt"][0, :, heads].double().numpy(), p["A"][heads].double().numpy(),
                                 p["B"][0, :, d].double().numpy(), p["C"][0, :, d].double().numpy())
         x = p["x"][0, :, heads].double().numpy()  # (L, H, P)
-        np.testing.assert_allclose(np.einsum("hts,shp->thp", alpha, x), y[:, heads], rtol=1e-4, atol=1e-5)
+        mixed = np.einsum("hts,shp->thp", alpha, x)
+        np.testing.assert_allclose(mixed, y[:, heads], rtol=1e-4, atol=1e-5)
+        # the mixer's forward: the same operator plus D x, the backward direction back in original order
+        want = (mixed + D[d][None, :, None] * x).reshape(11, H * P)
+        np.testing.assert_allclose(outputs[d] if d == 0 else outputs[d][::-1], want, rtol=1e-4, atol=1e-5)
 
 
-def test_mamba2_kernels_ignore_padding_and_accept_strings():
+def test_mamba2_kernels_ignore_padding_and_accept_strings(tiny):
     model = MambaCodeModel(tiny("mamba2")).eval()
     ids = torch.randint(3, 100, (2, 10))
     alone = [extract_kernels(model, 64, {"input_ids": ids[i:i + 1, :n]}, include_hf_conv=False)

@@ -1,5 +1,6 @@
 """Shift reports and scripts/spectrum.py: files written, counts consistent, bad inputs refused."""
 
+import functools
 import json
 import os
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mambacode import MambaCodeConfig, MambaCodeForMaskedLM, MambaCodeForRetrieval
+from mambacode import MambaCodeForMaskedLM, MambaCodeForRetrieval
 from mambacode.spectral import (
     ArchitectureMismatchError,
     shift_report,
@@ -17,12 +18,10 @@ from mambacode.spectral import (
 from mambacode.spectral.cli import main
 
 
-def tiny(mixer, **kw):
-    fields = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, intermediate_size=64, mixer=mixer,
-                  state_size=16, num_kernels=4 if mixer == "s4d" else 1, mamba_head_dim=8, mamba_chunk_size=8,
-                  hf_conv=True, pad_token_id=0)
-    fields.update(kw)
-    return MambaCodeConfig(**fields)
+@pytest.fixture
+def tiny(tiny):
+    """The shared tiny config, with the hf_conv path and pad id 0 (the word tokenizer's)."""
+    return functools.partial(tiny, hf_conv=True, pad_token_id=0)
 
 
 def drift_first_layer(model, scale=0.3):
@@ -45,7 +44,7 @@ def word_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
 
 
-def test_shift_report_counts_and_json(tmp_path):
+def test_shift_report_counts_and_json(tmp_path, tiny):
     pre = MambaCodeForMaskedLM(tiny("s4d"))
     post = MambaCodeForMaskedLM(pre.config)
     post.load_state_dict(pre.state_dict())
@@ -72,7 +71,7 @@ def test_shift_report_counts_and_json(tmp_path):
     assert f"{changed} of 16 kernels changed class" in md
 
 
-def test_architecture_mismatch_names_the_difference():
+def test_architecture_mismatch_names_the_difference(tiny):
     a = MambaCodeForMaskedLM(tiny("s4d"))
     b = MambaCodeForMaskedLM(tiny("s4d", num_kernels=2))
     with pytest.raises(ArchitectureMismatchError, match=r"num_kernels: 4 \(pre\) vs 2 \(post\)"):
@@ -82,7 +81,7 @@ def test_architecture_mismatch_names_the_difference():
         shift_report(a, c, 256)
 
 
-def test_cli_s4d_shift_report_with_figures(tmp_path, capsys):
+def test_cli_s4d_shift_report_with_figures(tmp_path, capsys, tiny):
     pre = MambaCodeForMaskedLM(tiny("s4d"))
     pre.save_pretrained(tmp_path / "pre")
     drift_first_layer(pre)
@@ -99,7 +98,7 @@ def test_cli_s4d_shift_report_with_figures(tmp_path, capsys):
     assert "SSM kernels changed class" in capsys.readouterr().out
 
 
-def test_cli_mamba2_single_report_uses_checkpoint_tokenizer(tmp_path):
+def test_cli_mamba2_single_report_uses_checkpoint_tokenizer(tmp_path, tiny):
     model = MambaCodeForRetrieval(tiny("mamba2"))
     model.save_pretrained(tmp_path / "m2")
     word_tokenizer().save_pretrained(tmp_path / "m2")
@@ -116,7 +115,7 @@ def test_cli_mamba2_single_report_uses_checkpoint_tokenizer(tmp_path):
     assert main(["--model_name_or_path", str(tmp_path / "m2_notok"), "--output_dir", str(out)]) == 2
 
 
-def test_cli_refuses_non_ssm_checkpoint_and_architecture_pairs(tmp_path, capsys):
+def test_cli_refuses_non_ssm_checkpoint_and_architecture_pairs(tmp_path, capsys, tiny):
     from transformers import RoFormerConfig, RoFormerModel
 
     RoFormerModel(RoFormerConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -131,7 +130,7 @@ def test_cli_refuses_non_ssm_checkpoint_and_architecture_pairs(tmp_path, capsys)
     assert "hf_conv: True" in capsys.readouterr().err
 
 
-def test_single_report_markdown_and_metrics_alignment():
+def test_single_report_markdown_and_metrics_alignment(tiny):
     model = MambaCodeForMaskedLM(tiny("s4d", hf_conv=False))
     rep = spectrum_report(model, 512, thresholds={"centroid": 0.2})
     assert rep.thresholds.centroid == 0.2

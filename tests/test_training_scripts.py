@@ -106,7 +106,10 @@ def test_type_inference_and_rocoder(data, tmp_path):
     assert {"test_accuracy", "test_micro_f1", "test_macro_f1"} <= set(res) and res["test_num_tokens"] > 0
     cfg = json.load(open(os.path.join(out, "config.json")))
     assert cfg["id2label"]["1"] == "int" and cfg["spectral_anchor_weight"] == 0.5 and cfg["num_kernels"] == 4
-    assert os.path.exists(os.path.join(out, "spectral_anchor.safetensors"))
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(out, "model.safetensors"), "pt") as fh:  # the anchor travels with the weights
+        assert bool(fh.get_tensor("mambacode.spectral_anchor.recorded"))
     rc = str(tmp_path / "rocoder")
     assert script("run_retrieval")(["--model_type", "roformer", "--tokenizer_name", data["tok"], "--dataset_path",
                                     data["retrieval"], *SMALL[:6], "--output_dir", rc, "--do_train", "--do_predict",

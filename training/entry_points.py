@@ -109,17 +109,6 @@ class TypeInferenceResult:
 
 
 # ------------------------------------------------------------------------------------------ shared steps
-def spectral_anchor_callbacks(model_args) -> list:
-    """THE ONE PLACE where the training runs switch the spectral anchor on, besides `build_model` writing
-    `--spectral_anchor_weight` into the config: today the weight plus `SpectralAnchorCallback` (which
-    records the anchor before the first step and saves it with every checkpoint)."""
-    if model_args.spectral_anchor_weight <= 0:
-        return []
-    from mambacode.spectral.regularizer import SpectralAnchorCallback
-
-    return [SpectralAnchorCallback()]
-
-
 def _start(model_args, training_args, run_args, dataset_path: str, columns: list[str]):
     """Seed, find the checkpoint to resume from, load and check the data and the tokenizer."""
     set_seed(training_args.seed)
@@ -132,7 +121,7 @@ def _start(model_args, training_args, run_args, dataset_path: str, columns: list
 def _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds, collator,
              compute_metrics=None) -> GuardedTrainer:
     logger.info("model: %s, %s parameters", type(model).__name__, f"{sum(p.numel() for p in model.parameters()):,}")
-    callbacks = [NaNGuardCallback(), *spectral_anchor_callbacks(model_args), *make_callbacks(run_args, tokenizer)]
+    callbacks = [NaNGuardCallback(), *make_callbacks(run_args, tokenizer)]
     trainer = GuardedTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                              data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
                              callbacks=callbacks)
@@ -324,4 +313,4 @@ def run_type_inference(model_args, data_args: TypeInferenceDataArguments, traini
 
 __all__ = ["DataArguments", "MLMDataArguments", "RetrievalDataArguments", "TypeInferenceDataArguments", "MLMResult",
            "RetrievalResult", "TypeInferenceResult", "run_mlm", "run_retrieval", "run_type_inference",
-           "label_names_of", "encoder_parameters", "spectral_anchor_callbacks"]
+           "label_names_of", "encoder_parameters"]

@@ -116,18 +116,15 @@ def build_model(args: ModelArguments, task: str, tokenizer, **config_overrides):
     """Load `args.model_name_or_path` (a head for `task` on top of its encoder) or build a new model.
 
     `config_overrides` (e.g. num_labels, id2label) go into the config. The spectral anchor weight is only
-    meaningful for MambaCode; asking for it on RoCoder is an error rather than silently ignored.
+    meaningful for MambaCode; asking for it on RoCoder is an error rather than silently ignored. With a
+    weight, the anchor is recorded from the weights just loaded (or built), before any training.
     """
     from .validation import check_tokenizer_matches_model
 
     model_type = resolve_model_type(args)
     overrides = dict(config_overrides)
-    if args.spectral_anchor_weight > 0:
-        if model_type != "mambacode":
-            raise ValueError("--spectral_anchor_weight applies to MambaCode SSM kernels; RoCoder (roformer) has none.")
-        overrides["spectral_anchor_weight"] = args.spectral_anchor_weight
-        if args.spectral_anchor_length:
-            overrides["spectral_anchor_length"] = args.spectral_anchor_length
+    if args.spectral_anchor_weight > 0 and model_type != "mambacode":
+        raise ValueError("--spectral_anchor_weight applies to MambaCode SSM kernels; RoCoder (roformer) has none.")
     if args.retrieval_temperature is not None:
         overrides["retrieval_temperature"] = args.retrieval_temperature
     cls = _classes(model_type, task)
@@ -150,6 +147,11 @@ def build_model(args: ModelArguments, task: str, tokenizer, **config_overrides):
         model = cls(config)
     if model_type == "roformer" and not hasattr(model.config, "retrieval_temperature"):
         model.config.retrieval_temperature = 0.05
+    if args.spectral_anchor_weight > 0:
+        model.config.spectral_anchor_weight = args.spectral_anchor_weight
+        if args.spectral_anchor_length:
+            model.config.spectral_anchor_length = args.spectral_anchor_length
+        model.record_spectral_anchor()  # validates the config fields
     return model
 
 
