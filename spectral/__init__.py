@@ -34,7 +34,7 @@ from .report import (
     spectrum_report,
     write_report,
 )
-from .snippets import DEFAULT_SNIPPETS, read_snippets
+from .snippets import DEFAULT_SNIPPETS
 
 __all__ = [
     "extract_kernels",
@@ -66,5 +66,4 @@ __all__ = [
     "save_spectral_anchor",
     "load_spectral_anchor",
     "DEFAULT_SNIPPETS",
-    "read_snippets",
 ]
