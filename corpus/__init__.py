@@ -4,32 +4,21 @@ Sources (standard library, installed packages, user directories, npm tarballs) a
 tree-sitter into four Hugging Face datasets: ``retrieval`` (docstring -> function pairs),
 ``retrieval_adv`` (AdvTest-style obfuscated test split), ``long_context`` (module/class documents
 queried by the docstrings inside) and ``type_inference`` (word-level type labels). A byte-level BPE
-tokenizer can then be trained on the result.
-
-Heavy dependencies (datasets, transformers) load on first use, so worker processes start fast.
+tokenizer can then be trained on the result, and `read_snippets` reads code back for probes and spectra.
 """
 
-from importlib import import_module
+from .build import TASKS, BuildConfig, build_corpus
+from .long_context import LongContextConfig
+from .obfuscate import obfuscate
+from .pairs import PairFilters
+from .snippets import read_snippets, split_functions
+from .sources import CORPUS_PACKAGES, collect_tasks
+from .splits import assign_splits
+from .tokenizer import corpus_texts, train_tokenizer
+from .types import align_labels_with_tokens
 
-_EXPORTS = {
-    "build_corpus": "build",
-    "BuildConfig": "build",
-    "TASKS": "build",
-    "PairFilters": "pairs",
-    "LongContextConfig": "long_context",
-    "CORPUS_PACKAGES": "sources",
-    "collect_tasks": "sources",
-    "obfuscate": "obfuscate",
-    "assign_splits": "splits",
-    "align_labels_with_tokens": "types",
-    "train_tokenizer": "tokenizer",
-    "corpus_texts": "tokenizer",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "CORPUS_PACKAGES", "BuildConfig", "LongContextConfig", "PairFilters", "TASKS", "align_labels_with_tokens",
+    "assign_splits", "build_corpus", "collect_tasks", "corpus_texts", "obfuscate", "read_snippets",
+    "split_functions", "train_tokenizer",
+]

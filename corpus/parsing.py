@@ -7,53 +7,22 @@ interpreter.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Iterator
 
-from tree_sitter import Language, Node, Parser, Query, QueryCursor
+from tree_sitter import Node, Query, QueryCursor
 
-#: file extensions per corpus language (``.d.ts`` declaration files are excluded in :func:`language_of`)
-EXTENSIONS = {
-    "python": (".py",),
-    "javascript": (".js", ".mjs", ".cjs", ".jsx"),
-    "typescript": (".ts", ".tsx", ".mts", ".cts"),
-}
-LANGUAGES = tuple(EXTENSIONS)
+from ..languages import LANGUAGES as _TABLE
+from ..languages import get_language, get_parser, grammar_key
+from ..languages import language_of as _language_of
+
+#: the languages the corpus mines (their extensions, grammars and dialects come from `mambacode.languages`)
+LANGUAGES = ("python", "javascript", "typescript")
 
 
 def language_of(path: str) -> str | None:
-    """Corpus language of a file name, or None (declaration files ``*.d.ts`` carry no code)."""
-    name = os.path.basename(path).lower()
-    if name.endswith((".d.ts", ".d.mts", ".d.cts")):
-        return None
-    for lang, exts in EXTENSIONS.items():
-        if name.endswith(exts):
-            return lang
-    return None
-
-
-@lru_cache(maxsize=None)
-def get_language(language: str) -> Language:
-    """The tree-sitter grammar of a language key (``tsx`` is TypeScript with JSX, for ``.tsx`` files)."""
-    if language == "python":
-        import tree_sitter_python as grammar
-
-        return Language(grammar.language())
-    if language == "javascript":
-        import tree_sitter_javascript as grammar
-
-        return Language(grammar.language())
-    if language in ("typescript", "tsx"):
-        import tree_sitter_typescript as grammar
-
-        return Language(grammar.language_tsx() if language == "tsx" else grammar.language_typescript())
-    raise ValueError(f"language: expected one of {', '.join(LANGUAGES)}, got {language!r}")
-
-
-@lru_cache(maxsize=None)
-def get_parser(language: str) -> Parser:
-    return Parser(get_language(language))
+    """Corpus language of a file name, or None (other languages, declaration files ``*.d.ts``)."""
+    return _language_of(path, LANGUAGES)
 
 
 @lru_cache(maxsize=None)
@@ -61,15 +30,8 @@ def get_query(language: str, source: str) -> Query:
     return Query(get_language(language), source)
 
 
-def grammar_key(language: str, path: str) -> str:
-    """Grammar to parse a file with: ``tsx`` for ``.tsx`` files, else the corpus language."""
-    if language == "typescript" and path.lower().endswith("x"):
-        return "tsx"
-    return language
-
-
 def parse(source: bytes, language: str):
-    """Parse bytes with the grammar of a language key (see :func:`grammar_key`)."""
+    """Parse bytes with a grammar key (a language or a dialect such as ``tsx``, see :func:`grammar_key`)."""
     return get_parser(language).parse(source)
 
 
@@ -88,9 +50,10 @@ def parses_cleanly(code: str, language: str, wrap_method: bool = False) -> bool:
     return not tree.root_node.has_error
 
 
-# Node types that count as one token even though tree-sitter gives them children.
-ATOMIC_TYPES = frozenset({"string", "template_string", "regex"})
-COMMENT_TYPES = frozenset({"comment", "hash_bang_line", "html_comment"})
+# Node types that count as one word / token although tree-sitter gives them children, and comments: those of
+# the corpus languages (their node type names do not collide across these grammars).
+ATOMIC_TYPES = frozenset().union(*(_TABLE[lang].literal_types for lang in LANGUAGES))
+COMMENT_TYPES = frozenset().union(*(_TABLE[lang].comment_types for lang in LANGUAGES))
 
 
 def iter_leaves(node: Node, skip: set | None = None) -> Iterator[Node]:

@@ -11,16 +11,16 @@ from .directprobe import DirectProbe
 from .features import (alignment_matrix, cached_token_features, check_tokenizer, extract_token_features,
                        model_key, pair_features)
 from .hull import hull_hull_distance, point_hull_distances, separable
-from .languages import SUPPORTED_LANGUAGES
+from ..languages import SUPPORTED_LANGUAGES
 from .linear import control_labels, logistic_probe, probe_with_control
 from .report import plot_layers, save_report, summary_table
 from .runner import probe_layers, probe_models
-from .sampling import TASKS, ProbeSet, build_probe_set, read_snippets
+from .sampling import TASKS, ProbeSet, build_probe_set
 
 __all__ = [
     "COMES_FROM", "COMPUTED_FROM", "CodeGraph", "DirectProbe", "ProbeCallback", "ProbeSet", "SUPPORTED_LANGUAGES",
     "TASKS", "Token", "alignment_matrix", "build_probe_set", "cached_token_features", "check_tokenizer",
     "code_graph", "control_labels", "extract_token_features", "hull_hull_distance", "logistic_probe", "model_key",
     "pair_features", "plot_layers", "point_hull_distances", "probe_layers", "probe_models", "probe_with_control",
-    "read_snippets", "save_report", "separable", "summary_table",
+    "save_report", "separable", "summary_table",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional, Sequence
+from typing import Sequence
 
 from transformers import TrainerCallback
 
@@ -33,8 +33,8 @@ class ProbeCallback(TrainerCallback):
         every_n_steps: also probe every N optimisation steps (None: only at evaluations).
     """
 
-    def __init__(self, probe_set, tokenizer, tasks: Optional[Sequence[str]] = None, layers=None,
-                 probes: Sequence[str] = ("linear", "directprobe"), every_n_steps: Optional[int] = None,
+    def __init__(self, probe_set, tokenizer, tasks: Sequence[str] | None = None, layers=None,
+                 probes: Sequence[str] = ("linear", "directprobe"), every_n_steps: int | None = None,
                  batch_size: int = 8, max_length: int = 512, log_file: str = "probe_log.jsonl", seed: int = 0):
         self.probe_set = ProbeSet.load(probe_set) if isinstance(probe_set, (str, os.PathLike)) else probe_set
         self.tokenizer = tokenizer

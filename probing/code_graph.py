@@ -12,11 +12,9 @@ well-formed part; `n_error_tokens` counts what was dropped and `has_error` says 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
-
 import numpy as np
 
-from .languages import get_parser, get_spec
+from ..languages import get_parser, get_spec
 
 COMES_FROM = "comesFrom"
 COMPUTED_FROM = "computedFrom"
@@ -46,13 +44,13 @@ class CodeGraph:
 
     code: str
     language: str
-    tokens: List[Token]
-    paths: List[Tuple[int, ...]]  # root-to-leaf AST node ids, one tuple per token
-    dfg_edges: List[Tuple[int, int, str]] = field(default_factory=list)  # (u, v, kind): u <kind> v
-    variables: List[int] = field(default_factory=list)  # leaf indices that are variable occurrences
+    tokens: list[Token]
+    paths: list[tuple[int, ...]]  # root-to-leaf AST node ids, one tuple per token
+    dfg_edges: list[tuple[int, int, str]] = field(default_factory=list)  # (u, v, kind): u <kind> v
+    variables: list[int] = field(default_factory=list)  # leaf indices that are variable occurrences
     has_error: bool = False
     n_error_tokens: int = 0
-    _dist: Optional[np.ndarray] = field(default=None, repr=False)
+    _dist: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -97,7 +95,7 @@ class CodeGraph:
         return m
 
     # --- data flow -------------------------------------------------------------------------------
-    def dfg_kind(self, u: int, v: int) -> Optional[str]:
+    def dfg_kind(self, u: int, v: int) -> str | None:
         """'comesFrom' / 'computedFrom' if there is an edge u <- v, else None."""
         for a, b, k in self.dfg_edges:
             if a == u and b == v:
@@ -112,7 +110,7 @@ class CodeGraph:
             m[u, v] = 1 + DFG_KINDS.index(k)
         return m
 
-    def token_texts(self) -> List[str]:
+    def token_texts(self) -> list[str]:
         return [t.text for t in self.tokens]
 
 
@@ -161,8 +159,8 @@ def code_graph(code: str, language: str, with_dataflow: bool = True) -> CodeGrap
             pos += n
         b2c[len(src)] = len(code)
 
-    tokens: List[Token] = []
-    paths: List[Tuple[int, ...]] = []
+    tokens: list[Token] = []
+    paths: list[tuple[int, ...]] = []
     node_of_token = []
     n_err = 0
     for node, depth, path, in_err in _leaf_nodes(tree.root_node, spec):

@@ -17,13 +17,9 @@ Attribute / member names, keyword-argument names, type annotations and imports a
 
 from __future__ import annotations
 
-from typing import Dict, List, Set, Tuple
-
 from .code_graph import COMES_FROM, COMPUTED_FROM
 
-State = Dict[str, Set[int]]
-
-_VALUE_FIELDS = {"value", "right", "type", "default", "return_type", "type_parameters", "body"}
+State = dict[str, set[int]]
 
 
 def _merge(*states: State) -> State:
@@ -53,8 +49,8 @@ class _DataFlow:
     def __init__(self, leaves, spec):
         self.spec = spec
         self.leaf_index = {node.id: i for i, node in enumerate(leaves)}
-        self.edges: Set[Tuple[int, int, str]] = set()
-        self.variables: Set[int] = set()
+        self.edges: set[tuple[int, int, str]] = set()
+        self.variables: set[int] = set()
 
     # ---- helpers ---------------------------------------------------------------------------------
     def is_var(self, node) -> bool:
@@ -69,7 +65,7 @@ class _DataFlow:
     def name(self, node) -> str:
         return node.text.decode("utf-8", errors="replace")
 
-    def var_leaves(self, node) -> List:
+    def var_leaves(self, node) -> list:
         """All variable occurrences inside `node`, in source order (skipped subtrees excluded)."""
         out, stack = [], [node]
         while stack:
@@ -82,7 +78,7 @@ class _DataFlow:
             stack.extend(reversed(n.children))
         return out
 
-    def targets(self, node) -> List:
+    def targets(self, node) -> list:
         """Plain assignment targets in `node` (identifiers, possibly inside tuple / pattern containers)."""
         if node is None:
             return []
@@ -91,9 +87,10 @@ class _DataFlow:
         if node.type in self.spec.patterns:
             out = []
             for i, child in enumerate(node.children):
-                if not child.is_named or (node.field_name_for_child(i) or "") in _VALUE_FIELDS:
+                f = node.field_name_for_child(i) or ""
+                if not child.is_named or f in self.spec.pattern_value_fields:
                     continue
-                if node.type in ("pair_pattern",) and node.field_name_for_child(i) == "key":
+                if (node.type, f) in self.spec.pattern_skip_fields:
                     continue
                 out.extend(self.targets(child))
             return out
@@ -112,7 +109,7 @@ class _DataFlow:
         else:
             st[name] = {i}
 
-    def define(self, node, st: State, sources: List, reads_old: bool = False) -> None:
+    def define(self, node, st: State, sources: list, reads_old: bool = False) -> None:
         i = self.leaf_index[node.id]
         self.variables.add(i)
         name = self.name(node)
@@ -138,7 +135,7 @@ class _DataFlow:
             op = node.child_by_field_name("operator")
             op_text = self.name(op) if op is not None else "="
             left, right = spec.assignment[t]
-            if op_text in ("=", ":="):
+            if op_text in spec.plain_operators:
                 return self.assign(node, left, right, st, augmented=False)
             return self.assign(node, left, right, st, augmented=True)
         if t in spec.assignment:
@@ -219,7 +216,7 @@ class _DataFlow:
             if body is not None:
                 state = self.walk(body, state)
             for child in node.children:  # e.g. Python's `else:` clause of a loop
-                if child.type == "else_clause":
+                if child.type in self.spec.loop_else_types:
                     state = self.walk(child, state)
             return state
 
@@ -234,33 +231,28 @@ class _DataFlow:
         return _merge(before, second)
 
     def branch(self, node, st: State) -> State:
-        branch_fields = {"consequence", "alternative", "body"}
-        branch_types = {"else_clause", "elif_clause", "except_clause", "finally_clause", "switch_body",
-                        "expression_case", "default_case", "type_case", "switch_block", "catch_clause",
-                        "finally_clause", "switch_case", "switch_default", "switch_block_statement_group"}
-        heads, arms = [], []
+        spec = self.spec
+        heads, arms = [], []  # arms: (child, its field under `node`)
         for i, child in enumerate(node.children):
             f = node.field_name_for_child(i) or ""
-            if f in branch_fields or child.type in branch_types:
-                arms.append(child)
+            if f in spec.branch_arm_fields or child.type in spec.branch_arm_types:
+                arms.append((child, f))
             else:
                 heads.append(child)
         for h in heads:  # condition (and Go's initializer) first
             st = self.walk(h, st)
-        if node.type in ("switch_statement", "expression_switch_statement", "type_switch_statement",
-                         "switch_expression"):
+        if node.type in spec.switch_types:
             # a switch body holds the cases: each case is an arm
             cases = []
-            for a in arms:
-                cases.extend(c for c in a.named_children) if a.type in ("switch_body", "switch_block") \
-                    else cases.append(a)
+            for a, f in arms:
+                if a.type in spec.case_container_types:
+                    cases.extend((c, "") for c in a.named_children)
+                else:
+                    cases.append((a, f))
             arms = cases
-        outs = [self.walk(a, _copy(st)) for a in arms]
-        has_else = any(a.type in ("else_clause", "default_case", "switch_default") or
-                       (node.type in ("if_statement",) and (node.field_name_for_child(
-                           node.children.index(a)) == "alternative")) for a in arms)
-        if node.type == "try_statement":
-            has_else = False
+        outs = [self.walk(a, _copy(st)) for a, _ in arms]
+        has_else = node.type not in spec.never_exhaustive and any(
+            a.type in spec.exhaustive_arm_types or (node.type, f) in spec.exhaustive_fields for a, f in arms)
         if not outs:
             return st
         return _merge(*outs) if has_else else _merge(st, *outs)
@@ -272,8 +264,8 @@ class _DataFlow:
                 self.define(name, st, [])
         inner = _copy(st)
         params = node.child_by_field_name(params_field) if params_field else None
-        if params is None and node.type == "arrow_function":
-            params = node.child_by_field_name("parameter")
+        if params is None and node.type in self.spec.single_parameter_fields:
+            params = node.child_by_field_name(self.spec.single_parameter_fields[node.type])
         if params is not None:
             targets = self.targets(params)
             target_ids = {n.id for n in targets}
@@ -291,7 +283,7 @@ class _DataFlow:
         return st
 
 
-def build_dataflow(root, leaves, spec) -> Tuple[List[Tuple[int, int, str]], List[int]]:
+def build_dataflow(root, leaves, spec) -> tuple[list[tuple[int, int, str]], list[int]]:
     """Edges (u, v, kind) sorted, and the sorted leaf indices that are variable occurrences."""
     flow = _DataFlow(leaves, spec)
     flow.walk(root, {})

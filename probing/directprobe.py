@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Dict, Optional
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -67,7 +66,7 @@ class DirectProbe:
     distances: compute hull-to-hull distances between clusters of different labels at fit time.
     """
 
-    def __init__(self, exact: bool = True, merge_candidates: Optional[int] = None, distances: bool = True,
+    def __init__(self, exact: bool = True, merge_candidates: int | None = None, distances: bool = True,
                  random_state: int = 0, verbose: bool = False, tol: float = 1e-6, rtol: float = 1e-2):
         self.exact = exact
         self.merge_candidates = merge_candidates
@@ -93,7 +92,7 @@ class DirectProbe:
         self.stats_ = SeparabilityStats()
         self._X = X
         # clusters: id -> (label, index array); certified separable pairs by id
-        clusters: Dict[int, tuple] = {}
+        clusters: dict[int, tuple] = {}
         next_id = itertools.count()
         for lab in self.classes_:
             clusters[next(next_id)] = (lab, np.flatnonzero(y == lab))

@@ -13,7 +13,7 @@ import inspect
 import json
 import os
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ def check_tokenizer(tokenizer) -> None:
             "PreTrainedTokenizerFast)")
 
 
-def alignment_matrix(token_spans: Sequence[Tuple[int, int]], offsets: Sequence[Tuple[int, int]]) -> np.ndarray:
+def alignment_matrix(token_spans: Sequence[tuple[int, int]], offsets: Sequence[tuple[int, int]]) -> np.ndarray:
     """(n_code_tokens, n_subwords) row-normalised weights: 1/k for each of the k overlapping sub-words.
 
     A sub-word overlaps a code token if their half-open character spans intersect; special tokens
@@ -55,9 +55,9 @@ def _forward_kwargs(model) -> set:
 
 
 @torch.no_grad()
-def extract_token_features(model, tokenizer, probe_set: ProbeSet, layers: Optional[Sequence[int]] = None,
-                           batch_size: int = 8, max_length: Optional[int] = 512, device=None,
-                           progress: bool = True) -> Tuple[Dict[int, np.ndarray], dict]:
+def extract_token_features(model, tokenizer, probe_set: ProbeSet, layers: Sequence[int] | None = None,
+                           batch_size: int = 8, max_length: int | None = 512, device=None,
+                           progress: bool = True) -> tuple[dict[int, np.ndarray], dict]:
     """Features of every code token of `probe_set`: {layer: (n_tokens, hidden) float32} and stats.
 
     Rows of tokens that no sub-word covers (truncated) are NaN; `stats` counts them and reports the
@@ -73,7 +73,7 @@ def extract_token_features(model, tokenizer, probe_set: ProbeSet, layers: Option
         if not max_length or max_length > 100_000:
             max_length = 512
     offsets_all = probe_set.token_offsets()
-    feats: Dict[int, np.ndarray] = {}
+    feats: dict[int, np.ndarray] = {}
     n_model_tokens, t0 = 0, time.perf_counter()
     order = np.argsort([len(c) for c in probe_set.codes])  # similar lengths per batch: less padding
     n_layers_seen = None
@@ -136,8 +136,8 @@ def model_key(name_or_path: str, model=None) -> str:
     return f"{safe[:60]}-{h.hexdigest()[:12]}"
 
 
-def cached_token_features(model, tokenizer, probe_set: ProbeSet, cache_dir: Optional[str], key: str,
-                          layers: Optional[Sequence[int]] = None, **kwargs) -> Tuple[Dict[int, np.ndarray], dict]:
+def cached_token_features(model, tokenizer, probe_set: ProbeSet, cache_dir: str | None, key: str,
+                          layers: Sequence[int] | None = None, **kwargs) -> tuple[dict[int, np.ndarray], dict]:
     """`extract_token_features` with an on-disk cache: `<cache_dir>/<key>/<probe fingerprint>/layer_XX.npy`."""
     if cache_dir is None:
         return extract_token_features(model, tokenizer, probe_set, layers=layers, **kwargs)

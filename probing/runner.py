@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -15,7 +15,7 @@ from .sampling import ProbeSet
 PROBES = ("directprobe", "linear")
 
 
-def valid_pairs(token_feats: Dict[int, np.ndarray], probe_set: ProbeSet, task: str) -> np.ndarray:
+def valid_pairs(token_feats: dict[int, np.ndarray], probe_set: ProbeSet, task: str) -> np.ndarray:
     """Pairs whose two code tokens both have features (not cut by the model's truncation)."""
     F = next(iter(token_feats.values()))
     ok = ~np.isnan(F[:, 0])
@@ -24,9 +24,9 @@ def valid_pairs(token_feats: Dict[int, np.ndarray], probe_set: ProbeSet, task: s
     return ok[off[tp.snippet] + tp.u] & ok[off[tp.snippet] + tp.v]
 
 
-def probe_layers(token_feats: Dict[int, np.ndarray], probe_set: ProbeSet, tasks: Sequence[str],
-                 probes: Sequence[str] = PROBES, mask: Optional[Dict[str, np.ndarray]] = None, seed: int = 0,
-                 directprobe_kwargs: Optional[dict] = None, progress: bool = True) -> dict:
+def probe_layers(token_feats: dict[int, np.ndarray], probe_set: ProbeSet, tasks: Sequence[str],
+                 probes: Sequence[str] = PROBES, mask: dict[str, np.ndarray] | None = None, seed: int = 0,
+                 directprobe_kwargs: dict | None = None, progress: bool = True) -> dict:
     """{task: {layer: {"directprobe": {...}, "linear": {...}, "n_train", "n_test"}}} for one model."""
     for p in probes:
         if p not in PROBES:
@@ -69,9 +69,9 @@ def load_model(name_or_path: str, device: str = "cpu"):
 
 
 def probe_models(models: Sequence[str], probe_set: ProbeSet, tasks: Sequence[str], layers=None,
-                 probes: Sequence[str] = PROBES, cache_dir: Optional[str] = None, batch_size: int = 8,
+                 probes: Sequence[str] = PROBES, cache_dir: str | None = None, batch_size: int = 8,
                  max_length: int = 512, device: str = "cpu", seed: int = 0, progress: bool = True,
-                 directprobe_kwargs: Optional[dict] = None) -> dict:
+                 directprobe_kwargs: dict | None = None) -> dict:
     """Probe every model on the same pairs (pairs truncated by any model are dropped for all of them)."""
     feats, extraction = {}, {}
     for name in models:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,7 +28,7 @@ TASK_CLASSES = {"distance": [str(d) for d in DISTANCE_CLASSES], "siblings": ["0"
 PAIR_MODE = {"distance": "diff", "siblings": "concat", "dfg": "concat"}
 
 
-def _candidates(graph: CodeGraph, task: str) -> List[np.ndarray]:
+def _candidates(graph: CodeGraph, task: str) -> list[np.ndarray]:
     """Per class (TASK_CLASSES order), an (m, 2) array of leaf-index pairs, in a deterministic order."""
     n = len(graph)
     if task == "distance":
@@ -61,13 +61,13 @@ def _candidates(graph: CodeGraph, task: str) -> List[np.ndarray]:
 class TaskPairs:
     """Pairs of one task: snippet index, two leaf indices (feature order), class id, train/test flag."""
 
-    classes: List[str]
+    classes: list[str]
     snippet: np.ndarray
     u: np.ndarray
     v: np.ndarray
     label: np.ndarray
     is_test: np.ndarray
-    available: Dict[str, int] = field(default_factory=dict)  # candidates per class before sampling
+    available: dict[str, int] = field(default_factory=dict)  # candidates per class before sampling
 
     def __len__(self):
         return len(self.label)
@@ -78,10 +78,10 @@ class ProbeSet:
     """Snippets + code tokens + sampled pairs per task. `save`/`load` round-trip through JSON."""
 
     language: str
-    codes: List[str]
-    spans: List[List[Tuple[int, int]]]  # character spans of the code tokens, per snippet
-    texts: List[List[str]]
-    tasks: Dict[str, TaskPairs]
+    codes: list[str]
+    spans: list[list[tuple[int, int]]]  # character spans of the code tokens, per snippet
+    texts: list[list[str]]
+    tasks: dict[str, TaskPairs]
     meta: dict = field(default_factory=dict)
 
     @property
@@ -135,7 +135,7 @@ class ProbeSet:
 
 
 def build_probe_set(snippets: Iterable[str], language: str, tasks: Sequence[str] = TASKS,
-                    n_per_class: Optional[Dict[str, int] | int] = None, seed: int = 0,
+                    n_per_class: dict[str, int] | int | None = None, seed: int = 0,
                     max_tokens: int = 256, min_tokens: int = 4, test_fraction: float = 0.2,
                     progress: bool = True) -> ProbeSet:
     """Parse `snippets`, sample balanced pairs per task and split 80/20 (stratified, seeded).
@@ -155,7 +155,7 @@ def build_probe_set(snippets: Iterable[str], language: str, tasks: Sequence[str]
     else:
         per_class = {t: int(n_per_class.get(t, DEFAULT_PER_CLASS[t])) for t in tasks}
     rng = np.random.default_rng(seed)
-    graphs: List[CodeGraph] = []
+    graphs: list[CodeGraph] = []
     meta = {"seed": seed, "max_tokens": max_tokens, "n_snippets_in": 0, "n_skipped_short": 0,
             "n_with_syntax_errors": 0, "n_error_tokens_dropped": 0, "n_truncated": 0}
     for code in tqdm(snippets, desc=f"parse {language}", disable=not progress, unit="snippet"):
@@ -220,83 +220,3 @@ def build_probe_set(snippets: Iterable[str], language: str, tasks: Sequence[str]
     return ProbeSet(language=graphs[0].language, codes=[g.code for g in graphs],
                     spans=[[(t.start_char, t.end_char) for t in g.tokens] for g in graphs],
                     texts=[g.token_texts() for g in graphs], tasks=out_tasks, meta=meta)
-
-
-def read_snippets(corpus_dir: Optional[str] = None, source_dir: Optional[str] = None, language: str = "python",
-                  max_snippets: Optional[int] = None, split: str = "retrieval", seed: int = 0) -> List[str]:
-    """Code snippets from a corpus (`<corpus_dir>/<split>` saved by `datasets`) or a folder of source files.
-
-    Both are read in a fixed order (and shuffled with `seed` for corpora) so the probe set is reproducible.
-    """
-    from .languages import get_spec
-
-    spec = get_spec(language)
-    if (corpus_dir is None) == (source_dir is None):
-        raise ValueError("give exactly one of corpus_dir or source_dir")
-    if corpus_dir is not None:
-        import datasets
-
-        path = os.path.join(corpus_dir, split)
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"{path}: expected a `datasets.save_to_disk` folder named '{split}' in the corpus")
-        ds = datasets.load_from_disk(path)
-        if isinstance(ds, datasets.DatasetDict):
-            ds = datasets.concatenate_datasets([ds[k] for k in sorted(ds)])
-        for col in ("code", "language"):
-            if col not in ds.column_names:
-                raise ValueError(f"{path}: missing column {col!r} (columns: {ds.column_names})")
-        langs = ds["language"]
-        idx = [i for i, l in enumerate(langs) if str(l).lower() == spec.name]
-        if not idx:
-            raise ValueError(f"{path}: no rows with language == {spec.name!r} (found {sorted(set(langs))})")
-        idx = np.random.default_rng(seed).permutation(idx)
-        if max_snippets:
-            idx = idx[:max_snippets]
-        codes = ds.select(sorted(int(i) for i in idx))["code"]
-        return list(codes)
-    exts = {"python": (".py",), "javascript": (".js", ".mjs", ".cjs"), "typescript": (".ts",),
-            "java": (".java",), "go": (".go",)}[spec.name]
-    if not os.path.isdir(source_dir):
-        raise FileNotFoundError(f"--source_dir {source_dir}: not a directory")
-    files = []
-    for root, dirs, names in os.walk(source_dir):
-        dirs.sort()
-        for n in sorted(names):
-            if n.endswith(exts) and not n.endswith(".d.ts"):
-                files.append(os.path.join(root, n))
-    out = []
-    for p in files:
-        try:
-            with open(p, encoding="utf-8") as f:
-                out.extend(_split_source(f.read(), spec.name))
-        except (UnicodeDecodeError, OSError):
-            continue
-        if max_snippets and len(out) >= max_snippets:
-            break
-    if not out:
-        raise ValueError(f"{source_dir}: no {spec.name} source files ({', '.join(exts)}) with functions found")
-    return out[:max_snippets] if max_snippets else out
-
-
-_FUNCTION_TYPES = {"python": {"function_definition"},
-                   "javascript": {"function_declaration", "method_definition"},
-                   "typescript": {"function_declaration", "method_definition"},
-                   "java": {"method_declaration", "constructor_declaration"},
-                   "go": {"function_declaration", "method_declaration"}}
-
-
-def _split_source(text: str, language: str) -> List[str]:
-    """Function-level snippets of a source file (the unit the paper probes on)."""
-    from .languages import get_parser
-
-    src = text.encode("utf-8")
-    tree = get_parser(language).parse(src)
-    out, stack = [], [tree.root_node]
-    types = _FUNCTION_TYPES[language]
-    while stack:
-        node = stack.pop()
-        if node.type in types:
-            out.append((node.start_byte, src[node.start_byte:node.end_byte].decode("utf-8", errors="replace")))
-            continue
-        stack.extend(node.children)
-    return [code for _, code in sorted(out)]

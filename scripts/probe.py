@@ -13,8 +13,9 @@ import argparse
 import os
 import sys
 
-from mambacode.probing import TASKS, ProbeSet, build_probe_set, probe_models, read_snippets, save_report, summary_table
-from mambacode.probing.languages import SUPPORTED_LANGUAGES
+from mambacode.corpus import read_snippets
+from mambacode.languages import SUPPORTED_LANGUAGES
+from mambacode.probing import TASKS, ProbeSet, build_probe_set, probe_models, save_report, summary_table
 
 
 def parse_args(argv=None):
@@ -55,7 +56,7 @@ def main(argv=None):
     else:
         if not (args.corpus_dir or args.source_dir):
             sys.exit("error: give --corpus_dir, --source_dir or --probe_set")
-        snippets = read_snippets(corpus_dir=args.corpus_dir, source_dir=args.source_dir, language=args.language,
+        snippets = read_snippets(args.corpus_dir, source_dir=args.source_dir, language=args.language,
                                  max_snippets=args.max_snippets, seed=args.seed)
         probe_set = build_probe_set(snippets, args.language, tasks=args.tasks, n_per_class=args.pairs_per_class,
                                     seed=args.seed, max_tokens=args.max_tokens)

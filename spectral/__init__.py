@@ -24,7 +24,7 @@ from .report import (
     spectrum_report,
     write_report,
 )
-from .snippets import DEFAULT_SNIPPETS, read_snippets
+from .snippets import DEFAULT_SNIPPETS
 
 __all__ = [
     "extract_kernels",
@@ -47,5 +47,4 @@ __all__ = [
     "ArchitectureMismatchError",
     "SpectrumCallback",
     "DEFAULT_SNIPPETS",
-    "read_snippets",
 ]

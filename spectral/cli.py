@@ -4,7 +4,8 @@
 
 Writes DIR/spectrum_report.{md,json} (one checkpoint) or DIR/spectral_shift.{md,json} (two), and the
 figures summary.png, magnitude_responses.png, centroid_vs_lhfr.png (+ hf_conv_responses.png). Mamba-2
-checkpoints are measured on code: --inputs_file / --corpus_dir, or the built-in snippets, tokenised with
+checkpoints are measured on code: --corpus_dir / --source_dir / --inputs_file (one of them, read by
+`mambacode.corpus.read_snippets`), or the built-in snippets, tokenised with
 the checkpoint's tokenizer (or --tokenizer_name_or_path).
 """
 
@@ -30,7 +31,16 @@ class SpectrumArguments:
     length: int = field(default=4096, metadata={"help": "Kernel length L (PAPER.md: 4096)."})
     inputs_file: str | None = field(default=None, metadata={
         "help": "Mamba-2 inputs: .jsonl/.json of strings or objects with --text_field; other files = one snippet."})
-    corpus_dir: str | None = field(default=None, metadata={"help": "Mamba-2 inputs: every source file below it."})
+    corpus_dir: str | None = field(default=None, metadata={
+        "help": "Mamba-2 inputs: the `code` column of a corpus built by build_corpus (see --dataset, --split)."})
+    source_dir: str | None = field(default=None, metadata={
+        "help": "Mamba-2 inputs: the functions of every source file below it (see --language)."})
+    language: str | None = field(default=None, metadata={
+        "help": "Keep only this language (corpus rows, source files); default: all."})
+    dataset: str = field(default="retrieval", metadata={"help": "Dataset of --corpus_dir to read."})
+    split: str | None = field(default=None, metadata={"help": "Split of --dataset (default: all, in name order)."})
+    seed: int | None = field(default=None, metadata={
+        "help": "Draw --max_snippets corpus rows at random with this seed (default: the first rows)."})
     text_field: str = field(default="code", metadata={"help": "Field of JSON objects holding the code."})
     max_snippets: int = field(default=256, metadata={"help": "Use at most this many snippets."})
     max_length: int = field(default=512, metadata={"help": "Truncate snippets to this many tokens."})
@@ -104,7 +114,8 @@ def measure(args: SpectrumArguments):
     """The report of one checkpoint (`SpectrumReport`) or of the shift between two (`ShiftReport`)."""
     from .kernels import mixer_kind
     from .report import check_same_architecture, compare_reports, spectrum_report
-    from .snippets import read_snippets
+    from ..corpus.snippets import read_snippets
+    from .snippets import DEFAULT_SNIPPETS
 
     pre = load_encoder(args.model_name_or_path)
     post = load_encoder(args.compare_to, "--compare_to") if args.compare_to else None
@@ -117,7 +128,12 @@ def measure(args: SpectrumArguments):
             raise ValueError("mixer='mamba2' kernels are measured on code and need a tokenizer: none loads from "
                              f"{args.model_name_or_path}" + (f" or {args.compare_to}" if args.compare_to else "")
                              + "; pass --tokenizer_name_or_path.")
-        inputs = read_snippets(args.inputs_file, args.corpus_dir, args.text_field, limit=args.max_snippets)
+        if args.corpus_dir or args.source_dir or args.inputs_file:
+            inputs = read_snippets(args.corpus_dir, source_dir=args.source_dir, inputs_file=args.inputs_file,
+                                   language=args.language, dataset=args.dataset, split=args.split,
+                                   max_snippets=args.max_snippets, seed=args.seed, text_field=args.text_field)
+        else:
+            inputs = DEFAULT_SNIPPETS[:args.max_snippets] if args.max_snippets else list(DEFAULT_SNIPPETS)
         logger.info("mamba2: %d snippets", len(inputs))
         pre.to(args.device)
         if post is not None:

@@ -1,13 +1,11 @@
 """Built-in code snippets: default inputs for Mamba-2 effective kernels when no corpus is given.
 
 Short, varied programs (Python, JavaScript, TypeScript, Java, Go) written for this package, so that a
-report can be produced offline from a checkpoint alone. For conclusions, pass a real corpus.
+report can be produced offline from a checkpoint alone. For conclusions, pass a real corpus
+(`mambacode.corpus.read_snippets`).
 """
 
 from __future__ import annotations
-
-import json
-import os
 
 DEFAULT_SNIPPETS = [
     '''def binary_search(items, target):
@@ -229,48 +227,4 @@ app.patch("/todos/:id", (req, res) => {
 ]
 
 
-def read_snippets(inputs_file: str | None = None, corpus_dir: str | None = None, text_field: str = "code",
-                  extensions=(".py", ".js", ".ts", ".java", ".go"), limit: int | None = None) -> list[str]:
-    """Code snippets from a JSON(L) file and/or a folder of source files; the built-in ones if neither.
-
-    inputs_file: `.jsonl` (one string or object with `text_field` per line) or `.json` (a list of those);
-    any other extension is read as one snippet. corpus_dir: every file with one of `extensions`, sorted.
-    """
-    snippets: list[str] = []
-    if inputs_file:
-        if inputs_file.endswith(".jsonl"):
-            with open(inputs_file, encoding="utf-8") as fh:
-                items = [json.loads(line) for line in fh if line.strip()]
-        elif inputs_file.endswith(".json"):
-            with open(inputs_file, encoding="utf-8") as fh:
-                items = json.load(fh)
-            if not isinstance(items, list):
-                raise ValueError(f"{inputs_file}: expected a JSON list of strings or objects with {text_field!r}.")
-        else:
-            with open(inputs_file, encoding="utf-8") as fh:
-                items = [fh.read()]
-        for n, item in enumerate(items):
-            text = item if isinstance(item, str) else item.get(text_field) if isinstance(item, dict) else None
-            if not isinstance(text, str):
-                raise ValueError(f"{inputs_file}: item {n} is neither a string nor an object with a string "
-                                 f"{text_field!r} field.")
-            snippets.append(text)
-    if corpus_dir:
-        if not os.path.isdir(corpus_dir):
-            raise FileNotFoundError(f"--corpus_dir {corpus_dir} is not a folder.")
-        for root, dirs, files in os.walk(corpus_dir):
-            dirs.sort()
-            for name in sorted(files):
-                if name.endswith(tuple(extensions)):
-                    with open(os.path.join(root, name), encoding="utf-8", errors="replace") as fh:
-                        snippets.append(fh.read())
-    if not inputs_file and not corpus_dir:
-        snippets = list(DEFAULT_SNIPPETS)
-    snippets = [s for s in snippets if s.strip()]
-    if not snippets:
-        raise ValueError(f"no code snippets found (inputs_file={inputs_file}, corpus_dir={corpus_dir}, "
-                         f"extensions={list(extensions)}).")
-    return snippets[:limit] if limit else snippets
-
-
-__all__ = ["DEFAULT_SNIPPETS", "read_snippets"]
+__all__ = ["DEFAULT_SNIPPETS"]

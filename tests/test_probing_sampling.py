@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from mambacode.probing import ProbeSet, build_probe_set, code_graph, read_snippets
+from mambacode.corpus import read_snippets
+from mambacode.probing import ProbeSet, build_probe_set, code_graph
 from mambacode.probing.code_graph import DFG_KINDS
 
 PY = [
@@ -110,6 +111,38 @@ def test_read_snippets_from_sources_and_corpus(tmp_path):
         read_snippets(corpus_dir=str(tmp_path), language="python")
     with pytest.raises(ValueError, match="no rows"):
         read_snippets(corpus_dir=str(tmp_path / "corpus"), language="java")
+    with pytest.raises(ValueError, match="exactly one of"):
+        read_snippets(str(tmp_path / "corpus"), source_dir=str(src))
+    # every language of the table when none is named: files in walk order, functions in source order
+    assert [s.split("(")[0] for s in read_snippets(source_dir=str(src))] == ["func F", "def f", "def m"]
+
+
+def test_read_snippets_corpus_splits_order_and_inputs_file(tmp_path):
+    import datasets
+
+    codes = [f"def f{i}(): return {i}" for i in range(12)]
+    langs = ["python", "go", "python"] * 4
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"code": codes[:8], "language": langs[:8]}),
+        "test": datasets.Dataset.from_dict({"code": codes[8:], "language": langs[8:]}),
+    }).save_to_disk(str(tmp_path / "c" / "retrieval"))
+    corpus = str(tmp_path / "c")
+    # seed=None: stored order, no language filter -> the first rows of the split
+    assert read_snippets(corpus, split="test", seed=None, max_snippets=3) == codes[8:11]
+    # all splits in name order (test, train), one language, first rows
+    py_rows = [c for c, l in zip(codes[8:] + codes[:8], langs[8:] + langs[:8]) if l == "python"]
+    assert read_snippets(corpus, language="python", seed=None) == py_rows
+    # seeded: a random subset, returned in stored order (independent reference: numpy's permutation)
+    idx = sorted(np.random.default_rng(5).permutation(len(py_rows))[:4])
+    assert read_snippets(corpus, language="py", seed=5, max_snippets=4) == [py_rows[i] for i in idx]
+    with pytest.raises(ValueError, match="no split 'dev'"):
+        read_snippets(corpus, split="dev")
+    lines = ['"a = 1"', '{"code": "b = 2"}', '"   "', '{"code": "c = 3"}']
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    assert read_snippets(inputs_file=str(tmp_path / "in.jsonl")) == ["a = 1", "b = 2", "c = 3"]
+    (tmp_path / "bad.json").write_text('[{"text": "x"}]')
+    with pytest.raises(ValueError, match="item 0"):
+        read_snippets(inputs_file=str(tmp_path / "bad.json"))
 
 
 @pytest.mark.parametrize("language,code", [

@@ -1,0 +1,147 @@
+"""Code snippets for probes and spectra: from a built corpus, a folder of source files or a JSON(L) file.
+
+One reader with one meaning for each argument, so the probe set and the spectral inputs of a run can
+come from the same corpus. Everything is read in a fixed order, so the same arguments give the same list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..languages import get_parser, get_spec, grammar_key, language_of
+
+
+def split_functions(text: str, language: str, path: str = "") -> list[str]:
+    """Function-level snippets of one source file (the unit the paper probes on), in source order.
+
+    The nodes cut out are the language table's `function_types`; nested functions stay inside their
+    enclosing snippet. `path` picks a dialect grammar (`.tsx`).
+    """
+    spec = get_spec(language)
+    src = text.encode("utf-8", errors="surrogatepass")
+    tree = get_parser(grammar_key(spec.name, path)).parse(src)
+    out, stack = [], [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.type in spec.function_types:
+            out.append((node.start_byte, src[node.start_byte:node.end_byte].decode("utf-8", errors="replace")))
+            continue
+        stack.extend(node.children)
+    return [code for _, code in sorted(out)]
+
+
+def read_snippets(corpus_dir: str | None = None, *, source_dir: str | None = None, inputs_file: str | None = None,
+                  language: str | None = None, dataset: str = "retrieval", split: str | None = None,
+                  max_snippets: int | None = None, seed: int | None = 0, text_field: str = "code") -> list[str]:
+    """Code snippets from exactly one of three places.
+
+    corpus_dir: a corpus written by `build_corpus`; the `code` column of `<corpus_dir>/<dataset>` (one
+        `split` of it, or all splits concatenated in name order), rows whose `language` is `language` (all
+        rows if None). With `seed`, `max_snippets` rows are drawn at random and returned in stored order;
+        with `seed=None` the first `max_snippets` rows are taken.
+    source_dir: every source file below it (sorted walk) of `language` (every language of the table if
+        None), split into functions (`split_functions`); files that are not UTF-8 are skipped.
+    inputs_file: `.jsonl` (one string or object with `text_field` per line) or `.json` (a list of those);
+        any other file is one snippet. Blank snippets are dropped; `language` does not apply.
+    """
+    given = [name for name, value in (("corpus_dir", corpus_dir), ("source_dir", source_dir),
+                                      ("inputs_file", inputs_file)) if value]
+    if len(given) != 1:
+        raise ValueError(f"read_snippets: give exactly one of corpus_dir, source_dir, inputs_file (got {given or 'none'})")
+    name = get_spec(language).name if language is not None else None
+    if corpus_dir:
+        return _from_corpus(corpus_dir, name, dataset, split, max_snippets, seed)
+    if source_dir:
+        return _from_sources(source_dir, name, max_snippets)
+    return _from_file(inputs_file, text_field, max_snippets)
+
+
+def _from_corpus(corpus_dir, language, dataset, split, max_snippets, seed) -> list[str]:
+    import datasets
+    import numpy as np
+
+    path = os.path.join(corpus_dir, dataset)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: expected a `datasets.save_to_disk` folder named '{dataset}' in the corpus")
+    ds = datasets.load_from_disk(path)
+    if isinstance(ds, datasets.DatasetDict):
+        if split is not None:
+            if split not in ds:
+                raise ValueError(f"{path}: no split {split!r} (splits: {sorted(ds)})")
+            ds = ds[split]
+        else:
+            ds = datasets.concatenate_datasets([ds[k] for k in sorted(ds)])
+    elif split is not None:
+        raise ValueError(f"{path}: a single dataset without splits; drop split={split!r}")
+    columns = ("code", "language") if language else ("code",)
+    for col in columns:
+        if col not in ds.column_names:
+            raise ValueError(f"{path}: missing column {col!r} (columns: {ds.column_names})")
+    if language:
+        langs = ds["language"]
+        idx = [i for i, lang in enumerate(langs) if str(lang).lower() == language]
+        if not idx:
+            raise ValueError(f"{path}: no rows with language == {language!r} (found {sorted(set(langs))})")
+    else:
+        idx = list(range(len(ds)))
+    if seed is not None:
+        idx = np.random.default_rng(seed).permutation(idx)
+    if max_snippets:
+        idx = idx[:max_snippets]
+    return list(ds.select(sorted(int(i) for i in idx))["code"])
+
+
+def _from_sources(source_dir, language, max_snippets) -> list[str]:
+    if not os.path.isdir(source_dir):
+        raise FileNotFoundError(f"source_dir {source_dir}: not a directory")
+    files = []
+    for root, dirs, names in os.walk(source_dir):
+        dirs.sort()
+        for n in sorted(names):
+            lang = language_of(n, None if language is None else (language,))
+            if lang is not None:
+                files.append((os.path.join(root, n), lang))
+    out = []
+    for path, lang in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                out.extend(split_functions(f.read(), lang, path))
+        except (UnicodeDecodeError, OSError):
+            continue
+        if max_snippets and len(out) >= max_snippets:
+            break
+    if not out:
+        what = language or "source"
+        exts = get_spec(language).extensions if language else "any known extension"
+        raise ValueError(f"{source_dir}: no {what} source files ({', '.join(exts) if language else exts}) "
+                         "with functions found")
+    return out[:max_snippets] if max_snippets else out
+
+
+def _from_file(inputs_file, text_field, max_snippets) -> list[str]:
+    if inputs_file.endswith(".jsonl"):
+        with open(inputs_file, encoding="utf-8") as fh:
+            items = [json.loads(line) for line in fh if line.strip()]
+    elif inputs_file.endswith(".json"):
+        with open(inputs_file, encoding="utf-8") as fh:
+            items = json.load(fh)
+        if not isinstance(items, list):
+            raise ValueError(f"{inputs_file}: expected a JSON list of strings or objects with {text_field!r}.")
+    else:
+        with open(inputs_file, encoding="utf-8") as fh:
+            items = [fh.read()]
+    snippets = []
+    for n, item in enumerate(items):
+        text = item if isinstance(item, str) else item.get(text_field) if isinstance(item, dict) else None
+        if not isinstance(text, str):
+            raise ValueError(f"{inputs_file}: item {n} is neither a string nor an object with a string "
+                             f"{text_field!r} field.")
+        if text.strip():
+            snippets.append(text)
+    if not snippets:
+        raise ValueError(f"{inputs_file}: no code snippets found.")
+    return snippets[:max_snippets] if max_snippets else snippets
+
+
+__all__ = ["read_snippets", "split_functions"]
