@@ -28,7 +28,7 @@ from mambacode.corpus import build_corpus, corpus_texts, train_tokenizer
 from mambacode.training import MLMResult, RetrievalResult, TypeInferenceResult
 from mambacode.training.pipeline import (TASKS, VARIANTS, ExportResult, Preset, ProbeResult, SpectrumResult,
                                          StageError, StageRunner, export_models, finetune, pretrain, probe,
-                                         spectrum, spectrum_inputs)
+                                         spectrum)
 from mambacode.training.reproduction_report import write_report
 
 logger = logging.getLogger("mambacode.pipeline")
@@ -103,13 +103,13 @@ def reproduce(out: str, preset_name: str, variants: list[str], skip_anchor: bool
     probes["finetuned"] = stage("probe-finetuned", os.path.join(probe_dir, "finetuned"), lambda: probe(
         p, tuned, os.path.join(probe_dir, "finetuned"), corpus, probe_set), ProbeResult)
 
-    spectra, inputs = {}, os.path.join(out, "spectrum_inputs.jsonl")
+    spectra = {}
     for v in [v for v in variants if v != "rocoder"]:
         for key in [(task, name) for name in (v, v + "+anchor") for task in ("types", "longctx")]:
             if key in ft:
                 folder = os.path.join(out, "spectra", *key)
                 spectra[key] = stage(f"spectrum-{key[0]}-{key[1]}", folder, lambda f=folder, v=v, k=key: spectrum(
-                    p, pre[v].output_dir, ft[k].output_dir, f, tokenizer, spectrum_inputs(corpus, inputs)),
+                    p, pre[v].output_dir, ft[k].output_dir, f, tokenizer, corpus),
                     SpectrumResult)
     stage.timings["total_before_report"] = round(time.time() - t0, 1)
     return stage("report", out, lambda: write_report(out, preset_name, p, pre, ft, probes, spectra, stage.timings),

@@ -24,6 +24,7 @@ import transformers
 from transformers import TrainingArguments
 
 from mambacode.atomic import atomic_write_text
+from mambacode.corpus import read_snippets
 
 from .entry_points import (MLMDataArguments, RetrievalDataArguments, TypeInferenceDataArguments, run_mlm,
                            run_retrieval, run_type_inference)
@@ -234,13 +235,6 @@ class ProbeResult:
     figure: str | None = None
 
 
-def probe_snippets(corpus: str, max_snippets: int | None) -> list[str]:
-    """The probes' code snippets: Python functions of the corpus (kept apart: their source is being unified)."""
-    from mambacode.probing import read_snippets
-
-    return read_snippets(corpus_dir=corpus, language="python", max_snippets=max_snippets, seed=0)
-
-
 def probe(preset: Preset, models: list[str], output_dir: str, corpus: str, probe_set: str | None = None) -> ProbeResult:
     """Probe `models` on one probe set: `probe_set` if given (the same pairs for every run), else pairs
     sampled from the corpus and saved as `output_dir/probe_set.json`."""
@@ -250,7 +244,8 @@ def probe(preset: Preset, models: list[str], output_dir: str, corpus: str, probe
     if probe_set and os.path.exists(probe_set):
         pairs = ProbeSet.load(probe_set)
     else:
-        pairs = build_probe_set(probe_snippets(corpus, preset.probe_snippets), "python", tasks=list(PROBE_TASKS),
+        snippets = read_snippets(corpus, language="python", max_snippets=preset.probe_snippets, seed=0)
+        pairs = build_probe_set(snippets, "python", tasks=list(PROBE_TASKS),
                                 n_per_class=preset.probe_pairs, seed=0, max_tokens=256)
         pairs.save(os.path.join(output_dir, "probe_set.json"))
     results = probe_models(models, pairs, [t for t in PROBE_TASKS if t in pairs.tasks],
@@ -278,23 +273,15 @@ class SpectrumResult:
     figures: list = field(default_factory=list)
 
 
-def spectrum_inputs(corpus: str, path: str) -> str:
-    """The Mamba-2 spectra's inputs: the first 64 test functions of the corpus as JSONL (a file the spectrum
-    reader takes; kept apart because the snippet readers are being unified)."""
-    if not os.path.exists(path):
-        test = datasets.load_from_disk(os.path.join(corpus, "retrieval"))["test"]
-        atomic_write_text(path, "".join(json.dumps({"code": code}) + "\n" for code in test["code"][:64]))
-    return path
-
-
 def spectrum(preset: Preset, pretrained: str, finetuned: str, output_dir: str, tokenizer: str,
-             inputs_file: str) -> SpectrumResult:
+             corpus: str) -> SpectrumResult:
     """Measure both checkpoints' kernels, write the shift report and figures to `output_dir`."""
     from mambacode.spectral.cli import SpectrumArguments, measure
     from mambacode.spectral.report import write_report
 
     args = SpectrumArguments(model_name_or_path=pretrained, compare_to=finetuned, output_dir=output_dir,
-                             length=preset.spectrum_length, inputs_file=inputs_file, max_snippets=32, max_length=256,
+                             length=preset.spectrum_length, corpus_dir=corpus, split="test", max_snippets=32,
+                             max_length=256,
                              tokenizer_name_or_path=tokenizer)
     report = measure(args)
     write_report(report, output_dir)
@@ -307,5 +294,5 @@ def spectrum(preset: Preset, pretrained: str, finetuned: str, output_dir: str, t
 
 
 __all__ = ["Preset", "VARIANTS", "TASKS", "StageRunner", "StageError", "training_arguments", "pretrain", "finetune",
-           "export_models", "ExportResult", "ProbeResult", "probe", "probe_snippets", "SpectrumResult",
-           "spectrum_inputs", "spectrum"]
+           "export_models", "ExportResult", "ProbeResult", "probe", "SpectrumResult",
+           "spectrum"]
