@@ -467,7 +467,11 @@ def _staging_folder(out: str) -> str:
     parent = os.path.dirname(out)
     try:
         os.makedirs(parent, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.building-", dir=parent)
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.building-", dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the output gets a plain folder's mode
+        return staging
     except OSError as exc:
         raise type(exc)(
             f"output_dir {printable(out)!r} cannot be written: creating a folder in {printable(parent)!r} failed "

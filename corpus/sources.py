@@ -318,13 +318,29 @@ class _Walker:
                 self.log.add("not_regular_file", f"{label}/{relpath}")
 
 
-def _source_files(path: str) -> Iterator[str]:
-    """Source files under a skipped test folder (relative, sorted), so the build can name each."""
-    for dirpath, dirs, files in os.walk(path):
-        dirs.sort()
-        for f in sorted(files):
-            if language_of(f):
-                yield os.path.relpath(os.path.join(dirpath, f), path).replace(os.sep, "/")
+def _source_files(path: str) -> list[str]:
+    """Source files under a skipped test folder (relative, sorted), so the build can name each.
+
+    An explicit stack rather than ``os.walk`` (recursive before Python 3.12); links are not followed.
+    """
+    out, stack = [], [("", path)]
+    while stack:
+        rel, folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for e in entries:
+            sub = f"{rel}/{e.name}" if rel else e.name
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((sub, e.path))
+                elif language_of(e.name):
+                    out.append(sub)
+            except OSError:
+                continue
+    return sorted(out)
 
 
 def _file_task(walker: _Walker, abspath: str, relpath: str, languages, source: str, package: str, index: int):
