@@ -249,6 +249,9 @@ def _build_into(folder: str, config: BuildConfig, show_progress: bool | None) ->
     skipped_files = [{"reason": f"file_{r}", "path": p} for r, p in log.named]
     requested = corpus_package_versions(config.packages)
     off_pin = pin_problems({n: v for n, v in requested.items() if v is not None})
+    if off_pin:
+        print(f"note: {len(off_pin)} corpus package(s) at other versions than pinned: {', '.join(off_pin)} "
+              "(pip install 'mambacode[corpus]')", file=sys.stderr)
     result = CorpusBuild(
         output_dir=folder, sizes={}, packages={}, skipped=dict(sorted(skipped.items())), skipped_files=skipped_files,
         sources=[{k: v for k, v in s.to_dict().items() if k != "path"} for s in sources],

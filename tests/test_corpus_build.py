@@ -12,6 +12,7 @@ import datasets
 import pytest
 
 from mambacode.corpus import CORPUS_PACKAGES, LongContextConfig, build_corpus
+from mambacode.corpus.sources import CORPUS_PINS
 from mambacode.corpus.parsing import parses_cleanly
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -298,6 +299,8 @@ def test_corpus_extra_matches_package_list():
     names = sorted(p.split("==")[0].lower() for p in pins)
     assert names == sorted(CORPUS_PACKAGES)
     assert all("==" in p for p in pins)
+    # the versions the pipeline checks against are the ones the extra installs
+    assert dict(p.lower().split("==") for p in pins) == CORPUS_PINS
 
 
 def test_assign_splits_balances_and_keeps_big_packages_in_train():
