@@ -60,13 +60,16 @@ def documented(name: str) -> str:
             "    n = 0\n    for x in items:\n        n += 1\n    return n\n")
 
 
+def write_files(folder, files: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+
+
 def make_hostile_tree(root) -> str:
     src = root / "src"
     for i in range(NUM_PACKAGES):
-        pkg = src / f"pkg{i}"
-        pkg.mkdir(parents=True)
-        (pkg / "core.py").write_text(package_source(i))
-        (pkg / "deep.py").write_text(deep_source(i))
+        write_files(src / f"pkg{i}", {"core.py": package_source(i), "deep.py": deep_source(i)})
     # the same annotated file in two packages: one type example, not two (it would sit in two splits)
     (src / "pkg0" / "shared_types.py").write_text(SHARED_TYPES)
     (src / "pkg3" / "shared_types.py").write_text(SHARED_TYPES)
@@ -225,8 +228,7 @@ def test_docstring_escaping_to_lone_surrogates_is_kept_as_written(tmp_path):
 def small_tree(root) -> str:
     src = root / "small"
     for i in range(3):
-        (src / f"p{i}").mkdir(parents=True)
-        (src / f"p{i}" / "m.py").write_text(package_source(i))
+        write_files(src / f"p{i}", {"m.py": package_source(i)})
     return str(src)
 
 
