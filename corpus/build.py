@@ -152,7 +152,8 @@ def build_corpus(
     ``long_context=LongContextConfig(...)``, ...). Before any parsing, raises ``FileExistsError`` when
     ``output_dir`` holds files the builder did not write (unless ``overwrite``), an ``OSError`` naming the
     folder when it cannot be written, ``FileNotFoundError`` for a missing source dir and ``ValueError`` for
-    bad settings. On any failure the previous build at ``output_dir`` (if any) is left as it was.
+    bad settings. On any failure the previous build at ``output_dir`` (if any) is left as it was; only if
+    the no-exchange fallback of the final swap cannot even move it back does the error say where it went.
     """
     config = BuildConfig(
         languages=tuple(languages),
