@@ -29,13 +29,13 @@ def main():
                                  show_progress=False)
         rows.append({
             "workers": w,
-            "files": stats["num_files"],
-            "functions_seen": stats["functions_seen"],
-            "retrieval_pairs": sum(stats["sizes"]["retrieval"].values()),
-            "parse_seconds": stats["parse_seconds"],
-            "total_seconds": stats["total_seconds"],
-            "functions_per_second": stats["functions_per_second"],
-            "sizes": stats["sizes"],
+            "files": stats.num_files,
+            "functions_seen": stats.functions_seen,
+            "retrieval_pairs": sum(stats.sizes["retrieval"].values()),
+            "parse_seconds": stats.parse_seconds,
+            "total_seconds": stats.total_seconds,
+            "functions_per_second": stats.functions_per_second,
+            "sizes": stats.sizes,
         })
     base = rows[0]["total_seconds"]
     print(f"{'workers':>7} {'files':>6} {'functions':>9} {'pairs':>6} {'parse s':>8} {'total s':>8} {'func/s':>8} {'speed-up':>8}")

@@ -1,14 +1,23 @@
 """Build the four corpora (retrieval, retrieval_adv, long_context, type_inference) and save them.
 
-One pass over the source files (in a fixed order, optionally with worker processes whose results are
-consumed in that same order) extracts pairs, documents and type examples; the builder then deduplicates,
-splits by package with a fixed seed, obfuscates the retrieval test split, picks the type label set from
-the train split, and writes each ``DatasetDict`` plus its card into a temporary folder that is renamed
-into place, so a reader never sees a half-written corpus.
+One pass over the source files (in a fixed order, each real file once, optionally with worker processes
+whose results are consumed in that same order) extracts pairs, documents and type examples; the builder
+then deduplicates, splits by package with a fixed seed, obfuscates the retrieval test split, picks the type
+label set from the train split, and writes everything into a temporary sibling of the output folder that
+replaces it in one step.
+
+Safety, in order: the output location is checked before any parsing (writable; a folder the builder did
+not write is refused unless ``overwrite=True``); every skipped file is named with its reason; the datasets,
+cards and ``corpus_stats.json`` are followed by ``corpus_manifest.json``, written last, which lists every
+file with its size and SHA-256, the row count of every split and the exact sources (package versions, the
+Python standard library's version). :func:`corpus_is_complete` checks a folder against it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -28,11 +37,16 @@ from .long_context import LongContextConfig
 from .obfuscate import obfuscate
 from .pairs import PairFilters
 from .parsing import LANGUAGES, grammar_key
-from .sources import CORPUS_PACKAGES, collect_tasks
+from .sources import CORPUS_PACKAGES, CORPUS_PINS, collect_tasks, corpus_package_versions, pin_problems, printable
 from .splits import SPLITS, assign_splits
 from .types import OTHER, encode_labels, top_k_labels
 
 TASKS = ("retrieval", "retrieval_adv", "long_context", "type_inference")
+STATS_FILE = "corpus_stats.json"
+MANIFEST_FILE = "corpus_manifest.json"
+MANIFEST_FORMAT = "mambacode-corpus/1"
+#: top-level entries a build writes; a folder holding anything else was not written by the builder
+BUILD_ENTRIES = frozenset(TASKS + (STATS_FILE, MANIFEST_FILE))
 
 
 @dataclass
@@ -75,6 +89,34 @@ class BuildConfig:
         return d
 
 
+@dataclass
+class CorpusBuild:
+    """What :func:`build_corpus` made: sizes, skips (each file named), and the exact sources it read."""
+
+    output_dir: str
+    sizes: dict[str, dict[str, int]]  # task -> split -> rows
+    packages: dict[str, dict[str, int]]  # task -> split -> number of packages
+    skipped: dict[str, int]  # reason -> count (files: ``file_*``; functions, documents, examples: by stage)
+    skipped_files: list[dict[str, str]]  # every skipped file or folder: {"reason": "file_...", "path": ...}
+    sources: list[dict]  # name, version, license, kind, num_files (stdlib: version = the Python version)
+    python_version: str  # the standard library's version (``sys.version_info``)
+    missing_packages: list[str]  # requested distributions that are not installed
+    off_pin_packages: list[str]  # requested ``[corpus]`` packages installed at another version than pinned
+    num_files: int = 0
+    files_processed: int = 0
+    functions_seen: int = 0
+    parse_seconds: float = 0.0
+    total_seconds: float = 0.0
+    functions_per_second: float | None = None
+
+    @property
+    def manifest_path(self) -> str:
+        return os.path.join(self.output_dir, MANIFEST_FILE)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def _results(tasks, extract: ExtractConfig, num_workers: int, batch: int = 8) -> Iterable[FileResult]:
     """Results in task order; worker processes when the job is big enough to pay for them."""
     if num_workers <= 1 or len(tasks) < 4 * batch:
@@ -101,12 +143,17 @@ def build_corpus(
     packages: Iterable[str] | None = CORPUS_PACKAGES,
     num_workers: int | None = None,
     show_progress: bool | None = None,
+    overwrite: bool = False,
     **options,
-) -> dict:
-    """Build and save the corpora under ``output_dir``; return statistics (sizes, skips, timings).
+) -> CorpusBuild:
+    """Build the corpora and put them at ``output_dir`` in one step; return what was built.
 
     ``options`` are further :class:`BuildConfig` fields (``seed``, ``type_top_k``, ``filters=PairFilters(...)``,
-    ``long_context=LongContextConfig(...)``, ...). Raises ``FileNotFoundError`` for a missing source dir.
+    ``long_context=LongContextConfig(...)``, ...). Before any parsing, raises ``FileExistsError`` when
+    ``output_dir`` holds files the builder did not write (unless ``overwrite``), an ``OSError`` naming the
+    folder when it cannot be written, ``FileNotFoundError`` for a missing source dir and ``ValueError`` for
+    bad settings. On any failure the previous build at ``output_dir`` (if any) is left as it was; only if
+    the no-exchange fallback of the final swap cannot even move it back does the error say where it went.
     """
     config = BuildConfig(
         languages=tuple(languages),
@@ -118,8 +165,21 @@ def build_corpus(
         **options,
     )
     config.validate()
+    out = _checked_output(output_dir, overwrite)
+    staging = _staging_folder(out)
+    try:
+        result = _build_into(staging, config, show_progress)
+        _swap_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.output_dir = out
+    return result
+
+
+def _build_into(folder: str, config: BuildConfig, show_progress: bool | None) -> CorpusBuild:
     t0 = time.perf_counter()
-    sources, tasks, skipped_files, missing = collect_tasks(
+    sources, tasks, log, missing = collect_tasks(
         config.languages, config.include_stdlib, config.packages, config.source_dirs, config.max_file_bytes,
         config.skip_test_files,
     )
@@ -130,9 +190,9 @@ def build_corpus(
         print("warning: no source files found for languages " + ",".join(config.languages), file=sys.stderr)
 
     extract = ExtractConfig(config.filters, config.long_context, config.type_max_words)
-    skipped = Counter({f"file_{k}": v for k, v in skipped_files.items()})
+    items: Counter = Counter()  # per-function / document / example skips (files go to `log`)
     pairs, docs, types = [], [], []
-    seen_code, seen_docs = set(), set()
+    seen_code, seen_docs, seen_types = set(), set(), set()
     files_done = functions_seen = 0
     done = False
     bar = tqdm(total=len(tasks), desc="parsing", unit="file", disable=(not show_progress) if show_progress is not None else None)
@@ -141,14 +201,14 @@ def build_corpus(
         files_done += 1
         bar.update(1)
         if res.skip:
-            skipped[f"file_{res.skip}"] += 1
+            log.add(res.skip, f"{task.source}/{task.path}")
             continue
-        skipped.update(res.counts)
+        items.update(res.counts)
         functions_seen += sum(v for k, v in res.counts.items() if k.startswith("function_")) + len(res.pairs)
         base = {"package": task.package, "language": task.language, "path": task.path, "source": task.source}
         for p in res.pairs:
             if p["hash"] in seen_code:
-                skipped["function_duplicate"] += 1
+                items["function_duplicate"] += 1
                 continue
             seen_code.add(p["hash"])
             pairs.append({**base, **p, "_grammar": grammar_key(task.language, task.path)})
@@ -157,11 +217,17 @@ def build_corpus(
                 break
         for d in res.docs:
             if d["hash"] in seen_docs:
-                skipped["long_context_duplicate_document"] += 1
+                items["long_context_duplicate_document"] += 1
                 continue
             seen_docs.add(d["hash"])
             docs.append({**base, **d})
         for words, tags in res.types:
+            # identical examples (copied files, vendored code) would sit in two splits: keep the first
+            key = hashlib.sha1(json.dumps([words, tags], ensure_ascii=False).encode("utf-8")).digest()
+            if key in seen_types:
+                items["type_inference_duplicate"] += 1
+                continue
+            seen_types.add(key)
             types.append({**base, "tokens": words, "tags": tags})
         if done:
             break
@@ -178,18 +244,30 @@ def build_corpus(
         weights[t["package"]][2] += 1
     split_of = assign_splits(dict(weights), config.split_fractions, config.seed)
 
+    skipped = Counter({f"file_{k}": v for k, v in log.counts.items()})
+    skipped.update(items)
     datasets = _make_datasets(pairs, docs, types, split_of, config, skipped)
-    stats = _save(output_dir, datasets, sources, skipped, config, split_of, missing)
-    total = time.perf_counter() - t0
-    stats.update(
-        num_files=len(tasks),
-        files_processed=files_done,
-        functions_seen=functions_seen,
-        parse_seconds=round(parse_seconds, 2),
-        total_seconds=round(total, 2),
-        functions_per_second=round(functions_seen / parse_seconds, 1) if parse_seconds else None,
+    skipped_files = [{"reason": f"file_{r}", "path": p} for r, p in log.named]
+    requested = corpus_package_versions(config.packages)
+    off_pin = pin_problems({n: v for n, v in requested.items() if v is not None})
+    if off_pin:
+        print(f"note: {len(off_pin)} corpus package(s) at other versions than pinned: {', '.join(off_pin)} "
+              "(pip install 'mambacode[corpus]')", file=sys.stderr)
+    result = CorpusBuild(
+        output_dir=folder, sizes={}, packages={}, skipped=dict(sorted(skipped.items())), skipped_files=skipped_files,
+        sources=[{k: v for k, v in s.to_dict().items() if k != "path"} for s in sources],
+        python_version=".".join(map(str, sys.version_info[:3])), missing_packages=list(missing),
+        off_pin_packages=off_pin,
     )
-    return stats
+    _write(folder, datasets, result, config, split_of, requested)
+    total = time.perf_counter() - t0
+    result.num_files = len(tasks)
+    result.files_processed = files_done
+    result.functions_seen = functions_seen
+    result.parse_seconds = round(parse_seconds, 2)
+    result.total_seconds = round(total, 2)
+    result.functions_per_second = round(functions_seen / parse_seconds, 1) if parse_seconds else None
+    return result
 
 
 # ------------------------------------------------------------------------------------------------- rows
@@ -213,7 +291,11 @@ def _make_datasets(pairs, docs, types, split_of, config: BuildConfig, skipped: C
             "docstring": p["docstring"], "code": p["code"],
         })
         if split == "test":
-            obf = obfuscate(p["code"], p["_grammar"], is_method=p["is_method"])
+            try:
+                obf = obfuscate(p["code"], p["_grammar"], is_method=p["is_method"])
+            except RecursionError:  # the walks are iterative; this guards tree-sitter bindings on extreme nesting
+                skipped["retrieval_adv_too_deep"] += 1
+                continue
             if obf is None:
                 skipped["retrieval_adv_obfuscation_failed"] += 1
                 continue
@@ -279,56 +361,204 @@ def _make_datasets(pairs, docs, types, split_of, config: BuildConfig, skipped: C
 
 
 # ------------------------------------------------------------------------------------------------- saving
-def _save(output_dir, dsets, sources, skipped: Counter, config: BuildConfig, split_of, missing) -> dict:
-    os.makedirs(output_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".building-", dir=output_dir)
-    source_dicts = [s.to_dict() for s in sources]
-    for s in source_dicts:
-        s.pop("path", None)
-    stats: dict = {"sizes": {}, "skipped": dict(sorted(skipped.items())), "sources": source_dicts,
-                   "missing_packages": list(missing), "packages": {}}
+def _write(folder: str, dsets: dict, result: CorpusBuild, config: BuildConfig, split_of: dict, requested: dict) -> None:
+    """Datasets, cards and stats into ``folder``; the manifest (sizes and hashes of all of them) last."""
     settings = config.card_settings()
+    skipped = result.skipped
+    for task in TASKS:
+        dd = dsets[task]
+        sizes = {sp: len(ds) for sp, ds in dd.items()}
+        pkgs = {sp: len(set(ds["package"])) for sp, ds in dd.items()}
+        result.sizes[task] = sizes
+        result.packages[task] = pkgs
+        relevant = {k: v for k, v in skipped.items() if k.startswith(("file_",) + _prefixes(task))}
+        extra = None
+        if task == "type_inference":
+            counts = dsets["_type_counts"]
+            covered = sum(counts[n] for n in dsets["_label_names"] if n != OTHER)
+            extra = {
+                "labels": f"{len(dsets['_label_names'])} ({len(dsets['_label_names']) - 1} types + `other`)",
+                "annotated identifiers in train": sum(counts.values()),
+                "share covered by the top types": f"{covered / max(1, sum(counts.values())):.3f}",
+                "languages": ", ".join(sorted({x for ds in dd.values() for x in ds["language"]})) or "none",
+            }
+        if task == "long_context":
+            extra = {
+                "documents": {sp: len(set(ds["doc_id"])) for sp, ds in dd.items()},
+                "token budget": f"{config.long_context.min_tokens}..{config.long_context.max_tokens} code tokens",
+            }
+        # one shard per split: empty splits need it to load again, and it keeps file layout stable
+        dd.save_to_disk(os.path.join(folder, task), num_shards={sp: 1 for sp in dd})
+        card = render_card(task, sizes, pkgs, result.sources, relevant, settings, extra)
+        with open(os.path.join(folder, task, "README.md"), "w", encoding="utf-8") as fh:
+            fh.write(card)
+    stats = {
+        "sizes": result.sizes, "packages": result.packages, "skipped": skipped, "skipped_files": result.skipped_files,
+        "sources": result.sources, "missing_packages": result.missing_packages,
+        "split_of_package": dict(sorted(split_of.items())), "settings": settings,
+    }
+    _write_json(os.path.join(folder, STATS_FILE), stats)
+    files = {}
+    for dirpath, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, folder).replace(os.sep, "/")
+            files[rel] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "rows": result.sizes,
+        "files": files,
+        "sources": result.sources,
+        "python": result.python_version,
+        "packages": {n: {"pinned": CORPUS_PINS.get(n), "installed": v} for n, v in sorted(requested.items())},
+        "missing_packages": result.missing_packages,
+        "off_pin_packages": result.off_pin_packages,
+        "settings": settings,
+    }
+    _write_json(os.path.join(folder, MANIFEST_FILE), manifest)  # last: its presence means the rest is there
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------- output folder
+def _checked_output(output_dir: str, overwrite: bool) -> str:
+    """The folder to build (absolute, symlinks resolved), refused early when it must not be replaced."""
+    out = os.path.realpath(os.path.abspath(output_dir))
+    if os.path.lexists(out):
+        if not os.path.isdir(out):
+            raise NotADirectoryError(f"output_dir {printable(out)!r} exists and is not a folder")
+        foreign = _foreign_entries(out)
+        if foreign and not overwrite:
+            shown = ", ".join(repr(printable(x)) for x in foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise FileExistsError(
+                f"output_dir {printable(out)!r} holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} "
+                f"this builder did not write ({shown}); a build replaces the whole folder. Choose an empty or "
+                "new folder, or pass overwrite=True (--overwrite) to replace it."
+            )
+    return out
+
+
+def _foreign_entries(folder: str) -> list[str]:
+    """Top-level entries of ``folder`` that are not part of a corpus build (all of them without stats)."""
     try:
-        for task in TASKS:
-            dd = dsets[task]
-            sizes = {sp: len(ds) for sp, ds in dd.items()}
-            pkgs = {sp: len(set(ds["package"])) for sp, ds in dd.items()}
-            stats["sizes"][task] = sizes
-            stats["packages"][task] = pkgs
-            relevant = {k: v for k, v in skipped.items() if k.startswith(("file_",) + _prefixes(task))}
-            extra = None
-            if task == "type_inference":
-                counts = dsets["_type_counts"]
-                covered = sum(counts[n] for n in dsets["_label_names"] if n != OTHER)
-                extra = {
-                    "labels": f"{len(dsets['_label_names'])} ({len(dsets['_label_names']) - 1} types + `other`)",
-                    "annotated identifiers in train": sum(counts.values()),
-                    "share covered by the top types": f"{covered / max(1, sum(counts.values())):.3f}",
-                    "languages": ", ".join(sorted({x for ds in dd.values() for x in ds["language"]})) or "none",
-                }
-            if task == "long_context":
-                extra = {
-                    "documents": {sp: len(set(ds["doc_id"])) for sp, ds in dd.items()},
-                    "token budget": f"{config.long_context.min_tokens}..{config.long_context.max_tokens} code tokens",
-                }
-            # one shard per split: empty splits need it to load again, and it keeps file layout stable
-            dd.save_to_disk(os.path.join(tmp, task), num_shards={sp: 1 for sp in dd})
-            card = render_card(task, sizes, pkgs, source_dicts, relevant, settings, extra)
-            with open(os.path.join(tmp, task, "README.md"), "w", encoding="utf-8") as fh:
-                fh.write(card)
-        stats_path = os.path.join(tmp, "corpus_stats.json")
-        with open(stats_path, "w", encoding="utf-8") as fh:
-            json.dump({**stats, "split_of_package": dict(sorted(split_of.items())), "settings": settings}, fh,
-                      indent=1, sort_keys=True, default=str)
-        for name in TASKS + ("corpus_stats.json",):
-            final = os.path.join(output_dir, name)
-            old = os.path.join(tmp, f".old-{name}")
-            if os.path.lexists(final):
-                os.replace(final, old)
-            os.replace(os.path.join(tmp, name), final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return stats
+        entries = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise type(exc)(f"output_dir {printable(folder)!r} cannot be listed ({exc.strerror or exc})") from None
+    if not entries:
+        return []
+    if STATS_FILE not in entries and MANIFEST_FILE not in entries:
+        return entries
+    # builds before the manifest staged inside the folder as .building-*
+    return [e for e in entries if e not in BUILD_ENTRIES and not e.startswith(".building-")]
+
+
+def _staging_folder(out: str) -> str:
+    """A fresh sibling of ``out`` to build in; creating it is the writability check, before any parsing."""
+    parent = os.path.dirname(out)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.building-", dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the output gets a plain folder's mode
+        return staging
+    except OSError as exc:
+        raise type(exc)(
+            f"output_dir {printable(out)!r} cannot be written: creating a folder in {printable(parent)!r} failed "
+            f"({exc.strerror or exc}); choose a writable location"
+        ) from None
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, f"cannot swap {printable(a)!r} with {printable(b)!r}: {os.strerror(err)}")
+
+
+def _swap_into_place(staging: str, out: str) -> None:
+    """Make the finished build at ``staging`` the folder ``out``: one rename, or one atomic exchange.
+
+    Where the kernel cannot exchange, the old folder is renamed aside first and renamed back if the second
+    rename fails, so ``out`` ends as the old complete build, the new one, or (only if even that fails)
+    absent, with the old build's whereabouts in the error.
+    """
+    if not os.path.lexists(out):
+        os.rename(staging, out)
+        return
+    if _exchange(staging, out):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the previous build
+        return
+    aside = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=os.path.dirname(out))
+    os.rename(out, aside)  # onto the empty folder just made (POSIX replaces an empty directory)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        try:
+            os.rename(aside, out)
+        except OSError as exc:
+            raise OSError(f"output_dir {printable(out)!r}: the new build could not be moved in and the previous "
+                          f"one could not be moved back ({exc}); it is at {printable(aside)!r}") from exc
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def corpus_is_complete(path: str, verify_checksums: bool = False) -> bool:
+    """True when ``path`` holds a whole build: its manifest, every file it lists at the listed size (and
+    SHA-256, if asked) and every split with the listed number of rows. False for partial or foreign folders.
+
+    Files added later (``datasets`` cache files beside the data) do not matter.
+    """
+    try:
+        with open(os.path.join(path, MANIFEST_FILE), encoding="utf-8") as fh:
+            manifest = json.load(fh)
+        if manifest.get("format") != MANIFEST_FORMAT:
+            return False
+        for rel, info in manifest["files"].items():
+            full = os.path.join(path, rel)
+            if os.path.getsize(full) != info["bytes"] or (verify_checksums and _sha256(full) != info["sha256"]):
+                return False
+        for task, splits in manifest["rows"].items():
+            for split, rows in splits.items():
+                shards = [r for r in manifest["files"] if r.startswith(f"{task}/{split}/") and r.endswith(".arrow")]
+                if not shards or sum(_arrow_rows(os.path.join(path, r)) for r in shards) != rows:
+                    return False
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def _arrow_rows(path: str) -> int:
+    """Rows of one ``datasets`` Arrow shard, read from its record-batch headers (memory-mapped)."""
+    import pyarrow as pa
+
+    with pa.memory_map(path) as src:
+        return sum(batch.num_rows for batch in pa.ipc.open_stream(src))
 
 
 def _prefixes(task: str) -> tuple[str, ...]:

@@ -32,14 +32,17 @@ def _walk(node: Node):
 
 # ----------------------------------------------------------------------------------------------- Python
 def _py_targets(node: Node | None, out: list[Node]) -> None:
-    """Identifiers bound by an assignment target (attributes and subscripts bind nothing new)."""
-    if node is None:
-        return
-    if node.type == "identifier":
-        out.append(node)
-    elif node.type in _PY_TARGET_CONTAINERS:
-        for c in node.named_children:
-            _py_targets(c, out)
+    """Identifiers bound by an assignment target (attributes and subscripts bind nothing new).
+
+    An explicit stack, not recursion: a target nested 1,000 levels deep is valid Python.
+    """
+    stack = [node] if node is not None else []
+    while stack:
+        n = stack.pop()
+        if n.type == "identifier":
+            out.append(n)
+        elif n.type in _PY_TARGET_CONTAINERS:
+            stack.extend(reversed(n.named_children))
 
 
 def _py_param_names(params: Node | None) -> list[Node]:
@@ -114,24 +117,28 @@ _JS_NAME_TYPES = frozenset({"identifier", "shorthand_property_identifier", "shor
 
 
 def _js_pattern(node: Node | None, out: list[Node]) -> None:
-    """Identifiers bound by a JS/TS binding pattern (parameters, declarators, catch clauses)."""
-    if node is None:
-        return
-    t = node.type
-    if t in ("identifier", "shorthand_property_identifier_pattern"):
-        out.append(node)
-    elif t == "pair_pattern":
-        _js_pattern(node.child_by_field_name("value"), out)
-    elif t == "assignment_pattern":
-        _js_pattern(node.child_by_field_name("left"), out)
-    elif t in ("required_parameter", "optional_parameter"):
-        _js_pattern(node.child_by_field_name("pattern"), out)
-    elif t in ("object_pattern", "array_pattern", "rest_pattern", "formal_parameters", "object_assignment_pattern"):
-        for c in node.named_children:
-            if c.type == "object_assignment_pattern":
-                _js_pattern(c.child_by_field_name("left"), out)
-            else:
-                _js_pattern(c, out)
+    """Identifiers bound by a JS/TS binding pattern (parameters, declarators, catch clauses).
+
+    Walked with an explicit stack in source order, so arbitrarily deep destructuring cannot overflow.
+    """
+    stack = [node] if node is not None else []
+    while stack:
+        n = stack.pop()
+        t = n.type
+        if t in ("identifier", "shorthand_property_identifier_pattern"):
+            out.append(n)
+        elif t == "pair_pattern":
+            stack.extend(x for x in (n.child_by_field_name("value"),) if x is not None)
+        elif t == "assignment_pattern":
+            stack.extend(x for x in (n.child_by_field_name("left"),) if x is not None)
+        elif t in ("required_parameter", "optional_parameter"):
+            stack.extend(x for x in (n.child_by_field_name("pattern"),) if x is not None)
+        elif t in ("object_pattern", "array_pattern", "rest_pattern", "formal_parameters", "object_assignment_pattern"):
+            for c in reversed(n.named_children):
+                if c.type == "object_assignment_pattern":
+                    c = c.child_by_field_name("left")
+                if c is not None:
+                    stack.append(c)
 
 
 def _js_params(func: Node) -> list[Node]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from tree_sitter import Node
 
 from .parsing import captures, cut, dedent_from, line_span
+from .sources import is_utf8_text
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ def python_string_value(node: Node) -> str | None:
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = None
+    if value is None or (isinstance(value, str) and not is_utf8_text(value)):
+        # unparseable, or escapes to lone surrogates (no dataset can store them): the text as written
         parts = [c.text.decode("utf-8", "replace") for c in node.children if c.type == "string_content"]
         value = "".join(parts)
     return value if isinstance(value, str) else None

@@ -2,8 +2,10 @@
 
 A :class:`Source` records what the dataset card must say about an input (name, version, licence); a
 :class:`FileTask` is one file to parse, tagged with the *package* it belongs to (the unit the splits keep
-apart). Walking never crashes on bad input: unreadable, non-UTF-8, huge, looping or empty inputs are
-skipped and counted in a :class:`collections.Counter` by reason.
+apart). Walking never crashes on bad input: unreadable, non-UTF-8 (content or name), huge, looping or
+empty inputs, and files reached a second time through symlinks, are skipped, counted by reason and named in
+a :class:`SkipLog`. :func:`missing_corpus_packages` says whether this machine has the pinned ``[corpus]``
+sources, on which the corpus (and every table built from it) depends.
 """
 
 from __future__ import annotations
@@ -20,42 +22,90 @@ from typing import Iterable, Iterator
 
 from .parsing import language_of
 
-#: Permissively licensed, pure-Python distributions whose installed sources feed the corpus.
-#: Keep in sync with the ``corpus`` extra in setup.cfg (a test checks it).
-CORPUS_PACKAGES = (
-    "anyio",
-    "attrs",
-    "babel",
-    "boltons",
-    "click",
-    "dask",
-    "django",
-    "flask",
-    "h11",
-    "idna",
-    "itsdangerous",
-    "jinja2",
-    "markdown",
-    "markdown-it-py",
-    "more-itertools",
-    "mpmath",
-    "networkx",
-    "nltk",
-    "pydantic",
-    "pygments",
-    "pyparsing",
-    "pytest",
-    "requests",
-    "rich",
-    "sqlparse",
-    "sympy",
-    "toolz",
-    "tornado",
-    "typer",
-    "urllib3",
-    "werkzeug",
-    "xarray",
-)
+#: Permissively licensed, pure-Python distributions whose installed sources feed the corpus, with the
+#: versions the README's tables were built from. Keep equal to the ``corpus`` extra in setup.cfg (a test
+#: checks it): the corpus depends on exactly which of them are installed, at which version.
+CORPUS_PINS = {
+    "anyio": "4.16.0",
+    "attrs": "26.1.0",
+    "babel": "2.18.0",
+    "boltons": "26.2.0",
+    "click": "8.5.1",
+    "dask": "2026.8.0",
+    "django": "5.2.19",
+    "flask": "3.1.3",
+    "h11": "0.16.0",
+    "idna": "3.20",
+    "itsdangerous": "2.2.0",
+    "jinja2": "3.1.6",
+    "markdown": "3.11.3",
+    "markdown-it-py": "4.3.0",
+    "more-itertools": "11.2.1",
+    "mpmath": "1.3.0",
+    "networkx": "3.6.1",
+    "nltk": "3.10.4",
+    "pydantic": "2.14.4",
+    "pygments": "2.21.0",
+    "pyparsing": "3.3.3",
+    "pytest": "9.2.0",
+    "requests": "2.34.2",
+    "rich": "15.0.0",
+    "sqlparse": "0.6.1",
+    "sympy": "1.14.0",
+    "toolz": "1.2.0",
+    "tornado": "6.6.1",
+    "typer": "0.29.2",
+    "urllib3": "2.8.0",
+    "werkzeug": "3.1.9",
+    "xarray": "2026.9.0",
+}
+CORPUS_PACKAGES = tuple(CORPUS_PINS)
+
+def corpus_package_versions(packages: Iterable[str] | None = None) -> dict[str, str | None]:
+    """Installed version of each corpus package (default: the ``[corpus]`` pins), None when not installed."""
+    out: dict[str, str | None] = {}
+    for name in packages if packages is not None else CORPUS_PINS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # pragma: no cover - packaging comes with pip/transformers
+        return a == b
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def pin_problems(versions: dict[str, str | None]) -> list[str]:
+    """One line per ``[corpus]`` package of ``versions`` (name -> installed version or None) that is not
+    installed at its pinned version; names without a pin are left out."""
+    out = []
+    for name, installed in versions.items():
+        pinned = CORPUS_PINS.get(name)
+        if pinned is None:
+            continue
+        if installed is None:
+            out.append(f"{name}=={pinned} (not installed)")
+        elif not _same_version(installed, pinned):
+            out.append(f"{name}=={pinned} (installed: {installed})")
+    return out
+
+
+def missing_corpus_packages() -> list[str]:
+    """The ``[corpus]`` pins this machine does not satisfy, one line each; empty when all are met.
+
+    E.g. ``["rich==15.0.0 (not installed)", "sympy==1.14.0 (installed: 1.13.3)"]``. A build without them
+    reads other sources and gives another corpus: run ``pip install -e '.[corpus]'``.
+    """
+    return pin_problems(corpus_package_versions())
+
 
 #: directory names whose files are tests, examples or vendored copies, not library code
 TEST_DIR_NAMES = frozenset({"test", "tests", "testing", "idle_test", "__tests__", "__mocks__", "spec"})
@@ -138,41 +188,112 @@ def _package_json(data: bytes, where: str) -> dict:
         lic = lic.get("type", "unknown")
     if isinstance(lic, list):
         lic = " OR ".join(str(x.get("type", x)) if isinstance(x, dict) else str(x) for x in lic)
-    return {"name": str(info.get("name") or ""), "version": str(info.get("version") or "unknown"), "license": str(lic)}
+    # JSON may spell lone surrogates (\\ud800): keep every field storable
+    return {"name": printable(str(info.get("name") or "")), "version": printable(str(info.get("version") or "unknown")),
+            "license": printable(str(lic))}
+
+
+# ----------------------------------------------------------------------------------------------- skip log
+def printable(path: str | bytes) -> str:
+    """A path or name as text that always encodes to UTF-8: undecodable bytes become ``\\xNN`` escapes.
+
+    File names on POSIX are bytes; Python hands undecodable ones over as lone surrogates
+    (``surrogateescape``), which no dataset, JSON file or terminal can take as they are.
+    """
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    try:
+        raw = path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that did not come from a file name
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def is_utf8_text(text: str) -> bool:
+    """True when ``text`` encodes to UTF-8 (no lone surrogates from undecodable names or escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class SkipLog:
+    """What a build left out: a count per reason, and the printable name of every skipped file or folder."""
+
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+        self.named: list[tuple[str, str]] = []
+
+    def add(self, reason: str, where: str | bytes | None = None) -> None:
+        self.counts[reason] += 1
+        if where is not None:
+            self.named.append((reason, printable(where)))
+
+
+@dataclass
+class _Seen:
+    """Real folders and files already taken, by ``(device, inode)``: a symlink DAG reaches each once."""
+
+    dirs: set = field(default_factory=set)
+    files: set = field(default_factory=set)
 
 
 # ----------------------------------------------------------------------------------------------- walking
 class _Walker:
-    """Deterministic, loop-safe directory walk that counts what it skips."""
+    """Deterministic, loop-safe directory walk that names and counts what it skips.
 
-    def __init__(self, skipped: Counter, max_file_bytes: int, skip_tests: bool, skip_dirs=frozenset()):
-        self.skipped = skipped
+    Iterative (an explicit stack of open folders), so a deep tree cannot exhaust the recursion limit; a
+    folder or file reached again through a symlink (a loop, or a DAG of links) is walked once.
+    """
+
+    def __init__(self, log: SkipLog, max_file_bytes: int, skip_tests: bool, skip_dirs=frozenset(), seen=None):
+        self.log = log
         self.max_file_bytes = max_file_bytes
         self.skip_tests = skip_tests
         self.skip_dirs = SKIP_DIR_NAMES | set(skip_dirs)
+        self.seen = seen if seen is not None else _Seen()
 
-    def walk(self, root: str, rel: str = "", ancestors: tuple = ()) -> Iterator[tuple[str, str]]:
-        """Yield ``(abspath, relpath)`` of regular files under ``root``, sorted by name at every level."""
+    def _open(self, path: str, rel: str, ancestors: tuple, label: str):
+        """``(entries, rel, ancestors)`` of a folder to descend into, or None (skipped and logged)."""
+        where = f"{label}/{rel}" if rel else label
         try:
-            st = os.stat(root)
+            st = os.stat(path)
         except OSError:
-            self.skipped["unreadable_dir"] += 1
-            return
+            self.log.add("unreadable_dir", where)
+            return None
         key = (st.st_dev, st.st_ino)
         if key in ancestors:
-            self.skipped["symlink_loop"] += 1
-            return
+            self.log.add("symlink_loop", where)
+            return None
+        if key in self.seen.dirs:
+            self.log.add("duplicate_real_dir", where)
+            return None
+        self.seen.dirs.add(key)
         try:
-            with os.scandir(root) as it:
+            with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError:
-            self.skipped["unreadable_dir"] += 1
-            return
+            self.log.add("unreadable_dir", where)
+            return None
         if not entries:
-            self.skipped["empty_dir"] += 1
-            return
-        ancestors = ancestors + (key,)
-        for entry in entries:
+            self.log.add("empty_dir", where)
+            return None
+        return iter(entries), rel, ancestors + (key,)
+
+    def walk(self, root: str, label: str) -> Iterator[tuple[str, str]]:
+        """Yield ``(abspath, relpath)`` of regular files under ``root``, sorted by name at every level.
+
+        ``label`` names the source in skip records (``label/relpath``).
+        """
+        first = self._open(root, "", (), label)
+        stack = [first] if first is not None else []
+        while stack:
+            entries, rel, ancestors = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                continue
             relpath = f"{rel}/{entry.name}" if rel else entry.name
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
@@ -183,40 +304,69 @@ class _Walker:
                 if entry.name in self.skip_dirs or entry.name.startswith(".") or entry.name.startswith("config-3"):
                     continue
                 if self.skip_tests and entry.name in TEST_DIR_NAMES:
-                    self.skipped["test_file"] += sum(1 for _ in _quick_count(entry.path))
+                    for f in _source_files(entry.path):
+                        self.log.add("test_file", f"{label}/{relpath}/{f}")
                     continue
-                yield from self.walk(entry.path, relpath, ancestors)
+                frame = self._open(entry.path, relpath, ancestors, label)
+                if frame is not None:
+                    stack.append(frame)
             elif is_file:
                 yield entry.path, relpath
             elif entry.is_symlink():
-                self.skipped["broken_symlink"] += 1
+                self.log.add("broken_symlink", f"{label}/{relpath}")
             else:
-                self.skipped["not_regular_file"] += 1
+                self.log.add("not_regular_file", f"{label}/{relpath}")
 
 
-def _quick_count(path: str) -> Iterator[str]:
-    """Source files under a skipped test folder, so the card can say how many were left out."""
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            if language_of(f):
-                yield f
+def _source_files(path: str) -> list[str]:
+    """Source files under a skipped test folder (relative, sorted), so the build can name each.
+
+    An explicit stack rather than ``os.walk`` (recursive before Python 3.12); links are not followed.
+    """
+    out, stack = [], [("", path)]
+    while stack:
+        rel, folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for e in entries:
+            sub = f"{rel}/{e.name}" if rel else e.name
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((sub, e.path))
+                elif language_of(e.name):
+                    out.append(sub)
+            except OSError:
+                continue
+    return sorted(out)
 
 
 def _file_task(walker: _Walker, abspath: str, relpath: str, languages, source: str, package: str, index: int):
     lang = language_of(relpath)
     if lang is None or lang not in languages:
         return None
+    where = f"{source}/{relpath}"
+    if not is_utf8_text(relpath):  # its path could not be stored in a dataset
+        walker.log.add("non_utf8_name", where)
+        return None
     if walker.skip_tests and is_test_path(relpath):
-        walker.skipped["test_file"] += 1
+        walker.log.add("test_file", where)
         return None
     try:
-        size = os.path.getsize(abspath)
+        st = os.stat(abspath)
     except OSError:
-        walker.skipped["unreadable_file"] += 1
+        walker.log.add("unreadable_file", where)
         return None
-    if size > walker.max_file_bytes:
-        walker.skipped["huge_file"] += 1
+    if st.st_size > walker.max_file_bytes:
+        walker.log.add("huge_file", where)
         return None
+    key = (st.st_dev, st.st_ino)
+    if key in walker.seen.files:
+        walker.log.add("duplicate_real_path", where)
+        return None
+    walker.seen.files.add(key)
     return FileTask(index, source, package, relpath, lang, abspath=abspath)
 
 
@@ -234,15 +384,17 @@ def collect_tasks(
     source_dirs: Iterable[str] | None = None,
     max_file_bytes: int = 1_000_000,
     skip_tests: bool = True,
-) -> tuple[list[Source], list[FileTask], Counter, list[str]]:
-    """List every file to parse, in a fixed order.
+) -> tuple[list[Source], list[FileTask], SkipLog, list[str]]:
+    """List every file to parse, in a fixed order, each real file once.
 
-    Returns ``(sources, tasks, skipped, missing_packages)``. A ``source_dirs`` entry that does not exist
-    raises ``FileNotFoundError`` naming it; packages that are not installed are returned, not fatal.
+    Returns ``(sources, tasks, skips, missing_packages)``; ``skips`` names every file left out and why.
+    A ``source_dirs`` entry that does not exist raises ``FileNotFoundError`` naming it; packages that
+    are not installed are returned, not fatal.
     """
     languages = tuple(languages)
-    skipped: Counter = Counter()
-    walker = _Walker(skipped, max_file_bytes, skip_tests)
+    log = SkipLog()
+    seen = _Seen()
+    walker = _Walker(log, max_file_bytes, skip_tests, seen=seen)
     sources: list[Source] = []
     tasks: list[FileTask] = []
     missing: list[str] = []
@@ -254,16 +406,16 @@ def collect_tasks(
 
     for d in source_dirs or ():
         if not os.path.exists(d):
-            raise FileNotFoundError(f"--source_dir {d!r}: no such file or directory")
+            raise FileNotFoundError(f"--source_dir {printable(d)!r}: no such file or directory")
         if not (os.path.isdir(d) or d.endswith((".tgz", ".tar.gz"))):
-            raise NotADirectoryError(f"--source_dir {d!r}: expected a directory or an npm tarball (.tgz)")
+            raise NotADirectoryError(f"--source_dir {printable(d)!r}: expected a directory or an npm tarball (.tgz)")
 
     if include_stdlib and "python" in languages:
         src, root = stdlib_source()
         sources.append(src)
-        std_walker = _Walker(skipped, max_file_bytes, skip_tests, skip_dirs=STDLIB_SKIP)
+        std_walker = _Walker(log, max_file_bytes, skip_tests, skip_dirs=STDLIB_SKIP, seen=seen)
         start = len(tasks)
-        for abspath, rel in std_walker.walk(root):
+        for abspath, rel in std_walker.walk(root, src.name):
             top = rel.split("/", 1)[0]
             top = top[:-3] if top.endswith(".py") else top
             add(_file_task(std_walker, abspath, rel, ("python",), src.name, f"stdlib/{top}", 0))
@@ -288,7 +440,7 @@ def collect_tasks(
             if not src.path:
                 src.path = str(dist.locate_file(""))
             if not os.path.isfile(abspath):
-                skipped["unreadable_file"] += 1
+                log.add("unreadable_file", f"{src.name}/{rel}")
                 continue
             add(_file_task(walker, abspath, rel, languages, src.name, src.name, 0))
         src.num_files = len(tasks) - start
@@ -296,19 +448,19 @@ def collect_tasks(
 
     for d in source_dirs or ():
         if os.path.isfile(d):
-            src, new = _tarball_tasks(d, languages, walker, name_prefix="")
+            src, new = _tarball_tasks(d, languages, walker)
             for t in new:
                 add(t)
             sources.append(src)
             continue
-        base = os.path.basename(os.path.normpath(d)) or d
-        root_meta = _dir_meta(d)
+        base = printable(os.path.basename(os.path.normpath(d)) or d)
+        root_meta = _dir_meta(d, log, base)
         src = Source(root_meta["name"] or base, root_meta["version"], root_meta["license"], "directory", os.path.abspath(d))
         start = len(tasks)
         pkg_meta: dict[str, dict] = {}
-        for abspath, rel in walker.walk(d):
+        for abspath, rel in walker.walk(d, src.name):
             if rel.endswith((".tgz", ".tar.gz")):
-                tsrc, new = _tarball_tasks(abspath, languages, walker, name_prefix="")
+                tsrc, new = _tarball_tasks(abspath, languages, walker)
                 for t in new:
                     add(t)
                 sources.append(tsrc)
@@ -317,16 +469,19 @@ def collect_tasks(
             add(_file_task(walker, abspath, rel, languages, src.name, package, 0))
         src.num_files = len(tasks) - start
         if src.num_files == 0:
-            skipped["empty_source"] += 1
+            log.add("empty_source", src.name)
         sources.append(src)
-    return sources, tasks, skipped, missing
+    return sources, tasks, log, missing
 
 
-def _dir_meta(d: str) -> dict:
+def _dir_meta(d: str, log: SkipLog, label: str) -> dict:
     pj = os.path.join(d, "package.json")
     if os.path.isfile(pj):
-        with open(pj, "rb") as fh:
-            return _package_json(fh.read(), pj)
+        try:
+            with open(pj, "rb") as fh:
+                return _package_json(fh.read(), pj)
+        except (OSError, ValueError):
+            log.add("bad_package_json", f"{label}/package.json")
     return {"name": "", "version": "unknown", "license": "unknown"}
 
 
@@ -344,7 +499,7 @@ def _package_for(root: str, rel: str, root_meta: dict, cache: dict, base: str) -
             pj = os.path.join(root, sub, "package.json")
             try:
                 cache[sub] = _package_json(open(pj, "rb").read(), pj) if os.path.isfile(pj) else None
-            except ValueError:
+            except (OSError, ValueError):
                 cache[sub] = {"name": sub, "version": "unknown", "license": "unknown"}
         if cache[sub] is not None:
             return cache[sub]["name"] or f"{base}/{sub}"
@@ -356,39 +511,46 @@ def _package_for(root: str, rel: str, root_meta: dict, cache: dict, base: str) -
     return f"{base}/{top}"
 
 
-def _tarball_tasks(path: str, languages, walker: _Walker, name_prefix: str) -> tuple[Source, list[FileTask]]:
+def _tarball_tasks(path: str, languages, walker: _Walker) -> tuple[Source, list[FileTask]]:
     """Files of an npm tarball (``npm pack`` output), read in memory; the package.json names the package."""
     tasks: list[FileTask] = []
-    meta = {"name": os.path.basename(path), "version": "unknown", "license": "unknown"}
+    label = printable(os.path.basename(path))
+    meta = {"name": label, "version": "unknown", "license": "unknown"}
+    log = walker.log
     try:
         with tarfile.open(path, "r:*") as tar:
             members = sorted((m for m in tar.getmembers()), key=lambda m: m.name)
             for m in members:
                 if m.name.count("/") == 1 and m.name.endswith("/package.json") and m.isfile():
-                    meta = _package_json(tar.extractfile(m).read(), f"{path}:{m.name}")
-                    meta["name"] = meta["name"] or os.path.basename(path)
+                    try:
+                        meta = _package_json(tar.extractfile(m).read(), f"{path}:{m.name}")
+                    except ValueError:
+                        log.add("bad_package_json", f"{label}:{m.name}")
+                        continue
+                    meta["name"] = meta["name"] or label
             for m in members:
                 rel = m.name.split("/", 1)[1] if "/" in m.name else m.name
                 lang = language_of(rel)
                 if lang is None or lang not in languages:
                     continue
+                where = f"{label}:{m.name}"
                 if not m.isfile():
-                    walker.skipped["not_regular_file"] += 1
-                    continue
-                if walker.skip_tests and is_test_path(rel):
-                    walker.skipped["test_file"] += 1
-                    continue
-                if m.size > walker.max_file_bytes:
-                    walker.skipped["huge_file"] += 1
-                    continue
-                data = tar.extractfile(m).read()
-                tasks.append(FileTask(0, meta["name"], meta["name"], rel, lang, data=data))
+                    log.add("not_regular_file", where)
+                elif not is_utf8_text(rel):
+                    log.add("non_utf8_name", where)
+                elif walker.skip_tests and is_test_path(rel):
+                    log.add("test_file", where)
+                elif m.size > walker.max_file_bytes:
+                    log.add("huge_file", where)
+                else:
+                    data = tar.extractfile(m).read()
+                    tasks.append(FileTask(0, meta["name"], meta["name"], rel, lang, data=data))
     except (tarfile.TarError, OSError, EOFError) as exc:
-        walker.skipped["unreadable_tarball"] += 1
-        print(f"warning: skipping {path}: not a readable tarball ({exc})", file=sys.stderr)
+        log.add("unreadable_tarball", label)
+        print(f"warning: skipping {printable(path)}: not a readable tarball ({exc})", file=sys.stderr)
     src = Source(meta["name"], meta["version"], meta["license"], "tarball", os.path.abspath(path), len(tasks))
     if not tasks:
-        walker.skipped["empty_source"] += 1
+        log.add("empty_source", label)
     return src, tasks
 
 
@@ -399,4 +561,8 @@ def read_task(task: FileTask) -> bytes:
         return fh.read()
 
 
-__all__ = ["CORPUS_PACKAGES", "FileTask", "Source", "collect_tasks", "is_test_path", "read_task", "stdlib_source"]
+__all__ = [
+    "CORPUS_PACKAGES", "CORPUS_PINS", "FileTask", "SkipLog", "Source", "collect_tasks", "corpus_package_versions",
+    "is_test_path", "is_utf8_text", "missing_corpus_packages", "pin_problems", "printable", "read_task",
+    "stdlib_source",
+]

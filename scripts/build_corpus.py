@@ -5,11 +5,14 @@
         [--languages python,javascript,typescript] [--source_dir PATH ...]
 
 Writes DIR/retrieval, DIR/retrieval_adv, DIR/long_context and DIR/type_inference (each a DatasetDict
-for `datasets.load_from_disk`, with a README.md dataset card) and DIR/corpus_stats.json.
+for `datasets.load_from_disk`, with a README.md dataset card), DIR/corpus_stats.json (sizes, skips with
+every skipped file named) and, last, DIR/corpus_manifest.json (every file's size and hash, rows per split,
+the exact sources). DIR is checked before parsing and replaced in one step; a folder the builder did not
+write is refused unless --overwrite.
 """
 
-import json
 import sys
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -45,6 +48,10 @@ class CorpusArguments:
     type_top_k: int = field(default=100, metadata={"help": "Type labels: the k most frequent train types + 'other'."})
     type_max_words: int = field(default=512, metadata={"help": "Words per type-inference example."})
     quiet: bool = field(default=False, metadata={"help": "No progress bar."})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Replace output_dir even if it holds files this builder did not write."}
+    )
+    max_named: int = field(default=10, metadata={"help": "Skipped files named per reason here (all in corpus_stats.json)."})
 
 
 def main(argv=None):
@@ -56,7 +63,7 @@ def main(argv=None):
     else:
         packages = tuple(p.strip() for p in args.packages.split(",") if p.strip())
     try:
-        stats = build_corpus(
+        build = build_corpus(
             args.output_dir,
             max_functions=args.max_functions,
             languages=tuple(x.strip() for x in args.languages.split(",") if x.strip()),
@@ -81,18 +88,39 @@ def main(argv=None):
             ),
             type_top_k=args.type_top_k,
             type_max_words=args.type_max_words,
+            overwrite=args.overwrite,
         )
-    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # bad settings, missing sources, an output it must not or cannot write
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{'task':<16}{'train':>9}{'validation':>12}{'test':>9}")
-    for task, sizes in stats["sizes"].items():
-        print(f"{task:<16}{sizes.get('train', 0):>9}{sizes.get('validation', 0):>12}{sizes.get('test', 0):>9}")
-    print(f"files: {stats['files_processed']}/{stats['num_files']}  functions seen: {stats['functions_seen']}  "
-          f"parse: {stats['parse_seconds']} s  total: {stats['total_seconds']} s  ({stats['functions_per_second']} functions/s)")
-    print("skipped: " + json.dumps(stats["skipped"], sort_keys=True))
-    print(f"written to {args.output_dir}")
+    print_summary(build, args.max_named)
     return 0
+
+
+def print_summary(build, max_named: int = 10) -> None:
+    """Rows per split, throughput, the sources read, and every skip reason with the files it left out."""
+    print(f"{'task':<16}{'train':>9}{'validation':>12}{'test':>9}")
+    for task, sizes in build.sizes.items():
+        print(f"{task:<16}{sizes.get('train', 0):>9}{sizes.get('validation', 0):>12}{sizes.get('test', 0):>9}")
+    print(f"files: {build.files_processed}/{build.num_files}  functions seen: {build.functions_seen}  "
+          f"parse: {build.parse_seconds} s  total: {build.total_seconds} s  ({build.functions_per_second} functions/s)")
+    print("sources: " + ", ".join(f"{s['name']} {s['version']}" for s in build.sources))
+    for what, names in (("not installed", build.missing_packages), ("not at the pinned version", build.off_pin_packages)):
+        if names:
+            print(f"warning: [corpus] packages {what}: {', '.join(names)}; this corpus differs from the pinned one "
+                  "(pip install -e '.[corpus]')")
+    named = defaultdict(list)
+    for item in build.skipped_files:
+        named[item["reason"]].append(item["path"])
+    print("skipped (by reason):")
+    for reason, count in build.skipped.items():
+        print(f"  {reason}: {count}")
+        files = named.get(reason, [])
+        for path in files[:max_named]:
+            print(f"    {path}")
+        if len(files) > max_named:
+            print(f"    ... and {len(files) - max_named} more (corpus_stats.json: skipped_files)")
+    print(f"written to {build.output_dir}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import datasets
 import pytest
 
 from mambacode.corpus import CORPUS_PACKAGES, LongContextConfig, build_corpus
+from mambacode.corpus.sources import CORPUS_PINS
 from mambacode.corpus.parsing import parses_cleanly
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,7 +100,7 @@ def test_schema_and_splits(built):
     assert {"train", "test"} <= set(load(out, "long_context"))
     ti = load(out, "type_inference")
     assert isinstance(ti["train"].features["labels"].feature, datasets.ClassLabel)
-    assert stats["sizes"]["retrieval"] == {k: len(v) for k, v in r.items()}
+    assert stats.sizes["retrieval"] == {k: len(v) for k, v in r.items()}
     assert not [n for n in os.listdir(out) if n.startswith(".")]  # no temp folders left behind
 
 
@@ -117,7 +118,7 @@ def test_splits_are_disjoint_by_package(built):
 
 def test_skip_counters(built):
     _, out, stats = built
-    s = stats["skipped"]
+    s = stats.skipped
     assert s["file_unparseable"] == 1
     assert s["file_non_utf8"] == 1
     assert s["file_huge_file"] == 1
@@ -191,7 +192,7 @@ def test_pool_matches_single_process(tmp_path):
         (src / f"m{i}" / "a.py").write_text(module_source(i))
     a = build_corpus(str(tmp_path / "a"), source_dirs=[str(src)], num_workers=1, show_progress=False, **OPTIONS)
     b = build_corpus(str(tmp_path / "b"), source_dirs=[str(src)], num_workers=2, show_progress=False, **OPTIONS)
-    assert a["sizes"] == b["sizes"]
+    assert a.sizes == b.sizes
     ra, rb = load(str(tmp_path / "a"), "retrieval"), load(str(tmp_path / "b"), "retrieval")
     assert ra["train"]["id"] == rb["train"]["id"]
 
@@ -201,7 +202,7 @@ def test_max_functions_and_rebuild_replaces_output(built, tmp_path):
     out = tmp_path / "small"
     build_corpus(str(out), source_dirs=[src], num_workers=1, show_progress=False, **OPTIONS)
     stats = build_corpus(str(out), max_functions=5, source_dirs=[src], num_workers=1, show_progress=False, **OPTIONS)
-    assert sum(stats["sizes"]["retrieval"].values()) == 5
+    assert sum(stats.sizes["retrieval"].values()) == 5
     assert sum(len(d) for d in load(str(out), "retrieval").values()) == 5
 
 
@@ -286,7 +287,7 @@ def test_javascript_and_typescript_from_npm_tarballs(tmp_path):
     ti = load(out, "type_inference")
     names = ti["train"].features["labels"].feature.names
     assert "string" in names and "number" in names
-    assert stats["skipped"]["file_minified"] == 4
+    assert stats.skipped["file_minified"] == 4
     card = open(os.path.join(out, "retrieval", "README.md")).read()
     assert "| pkg0 | 1.2.3 | MIT | tarball |" in card
 
@@ -298,6 +299,8 @@ def test_corpus_extra_matches_package_list():
     names = sorted(p.split("==")[0].lower() for p in pins)
     assert names == sorted(CORPUS_PACKAGES)
     assert all("==" in p for p in pins)
+    # the versions the pipeline checks against are the ones the extra installs
+    assert dict(p.lower().split("==") for p in pins) == CORPUS_PINS
 
 
 def test_assign_splits_balances_and_keeps_big_packages_in_train():
