@@ -7,18 +7,19 @@ queried by the docstrings inside) and ``type_inference`` (word-level type labels
 tokenizer can then be trained on the result, and `read_snippets` reads code back for probes and spectra.
 """
 
-from .build import TASKS, BuildConfig, build_corpus
+from .build import TASKS, BuildConfig, CorpusBuild, build_corpus, corpus_is_complete
 from .long_context import LongContextConfig
 from .obfuscate import obfuscate
 from .pairs import PairFilters
 from .snippets import read_snippets, split_functions
-from .sources import CORPUS_PACKAGES, collect_tasks
+from .sources import CORPUS_PACKAGES, CORPUS_PINS, collect_tasks, missing_corpus_packages
 from .splits import assign_splits
 from .tokenizer import corpus_texts, train_tokenizer
 from .types import align_labels_with_tokens
 
 __all__ = [
-    "CORPUS_PACKAGES", "BuildConfig", "LongContextConfig", "PairFilters", "TASKS", "align_labels_with_tokens",
-    "assign_splits", "build_corpus", "collect_tasks", "corpus_texts", "obfuscate", "read_snippets",
+    "CORPUS_PACKAGES", "CORPUS_PINS", "BuildConfig", "CorpusBuild", "LongContextConfig", "PairFilters", "TASKS",
+    "align_labels_with_tokens", "assign_splits", "build_corpus", "collect_tasks", "corpus_is_complete",
+    "corpus_texts", "missing_corpus_packages", "obfuscate", "read_snippets",
     "split_functions", "train_tokenizer",
 ]

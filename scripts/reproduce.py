@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-from mambacode.corpus import build_corpus, corpus_texts, train_tokenizer
+from mambacode.corpus import build_corpus, corpus_is_complete, corpus_texts, train_tokenizer
 from mambacode.training import MLMResult, RetrievalResult, TypeInferenceResult
 from mambacode.training.pipeline import (TASKS, VARIANTS, ExportResult, Preset, ProbeResult, SpectrumResult,
                                          StageError, StageRunner, export_models, finetune, pretrain, probe,
@@ -76,8 +76,7 @@ def reproduce(out: str, preset_name: str, variants: list[str], skip_anchor: bool
     corpus, tokenizer = os.path.join(out, "corpus"), os.path.join(out, "tokenizer")
     stage("corpus", corpus, lambda: build_corpus(output_dir=corpus, max_functions=p.max_functions, num_workers=2,
                                                  show_progress=False),
-          done=lambda: all(os.path.isdir(os.path.join(corpus, t)) for t in
-                           ("retrieval", "retrieval_adv", "long_context", "type_inference")))
+          done=lambda: corpus_is_complete(corpus))
     stage("tokenizer", tokenizer, lambda: train_tokenizer(corpus_texts(corpus), vocab_size=p.vocab_size,
                                                           output_dir=tokenizer))
     pre = {v: stage(f"pretrain-{v}", os.path.join(out, "pretrain", v),
