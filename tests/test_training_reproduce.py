@@ -73,10 +73,11 @@ def _fake_library(rp, monkeypatch, calls, fail=None):
 
     def build_corpus(output_dir, **kw):
         record("corpus", None)
-        for t in ("retrieval", "retrieval_adv", "long_context", "type_inference"):
-            os.makedirs(os.path.join(output_dir, t), exist_ok=True)
+        os.makedirs(output_dir, exist_ok=True)
+        open(os.path.join(output_dir, "corpus_manifest.json"), "w").close()
 
     monkeypatch.setattr(rp, "build_corpus", build_corpus)
+    monkeypatch.setattr(rp, "corpus_is_complete", lambda d: os.path.exists(os.path.join(d, "corpus_manifest.json")))
     monkeypatch.setattr(rp, "corpus_texts", lambda corpus: [])
     monkeypatch.setattr(rp, "train_tokenizer", lambda texts, **kw: record("tokenizer", None))
     monkeypatch.setattr(rp, "pretrain", lambda p, v, tok, corpus, out: record(
@@ -92,8 +93,7 @@ def _fake_library(rp, monkeypatch, calls, fail=None):
     monkeypatch.setattr(rp, "export_models", lambda folders, root: record("export", sorted(folders)))
     monkeypatch.setattr(rp, "probe", lambda p, models, out, corpus, probe_set=None: record(
         f"probe-{os.path.basename(out)}", ProbeResult({m: {"ast_distance": {"1": {"linear": 0.5}}} for m in models})))
-    monkeypatch.setattr(rp, "spectrum_inputs", lambda corpus, path: path)
-    monkeypatch.setattr(rp, "spectrum", lambda p, pre, post, out, tok, inputs: record(
+    monkeypatch.setattr(rp, "spectrum", lambda p, pre, post, out, tok, corpus: record(
         f"spectrum-{os.path.basename(out)}", SpectrumResult(4, 1, {"low-pass -> band-pass": 1}, [0], {"forward": [0.5]})))
 
 
