@@ -36,7 +36,7 @@ def tiny_config(mixer: str = "s4d", **overrides):
     return MambaCodeConfig(**fields)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny():
     """The tiny-config factory: `tiny(mixer="s4d", **overrides)` -> MambaCodeConfig."""
     return tiny_config
