@@ -7,6 +7,7 @@ This file and its relative imports are what `save_pretrained` copies next to the
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
+from .checksums import CHECKSUM_FILE, DamagedWeightsError, verify_folder, write_checksums
 from .configuration_mambacode import MambaCodeConfig
 from .mamba2 import BiMamba2Mixer
 from .s4d import S4DKernel, S4DMixer
@@ -205,9 +207,49 @@ class MambaCodePreTrainedModel(PreTrainedModel):
             init.constant_(module.logit_scale, math.log(1.0 / module.config.retrieval_temperature))
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Also record every Auto* class in `auto_map`, so any of them loads the folder remotely."""
+        """Also record every Auto* class in `auto_map`, so any of them loads the folder remotely, and write
+        `checksums.sha256` (SHA-256 of every weight file) that `from_pretrained` verifies."""
         self.config.auto_map = dict(AUTO_MAP)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            write_checksums(os.fspath(save_directory))
+        return result
+
+    def _upload_modified_files(self, working_dir, *args, **kwargs):
+        # save_pretrained(push_to_hub=True) uploads before it returns: write the checksums first
+        write_checksums(os.fspath(working_dir))
+        return super()._upload_modified_files(working_dir, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, verify_weights: bool = True, **kwargs):
+        """transformers' `from_pretrained`, after checking the folder's weight files (`verify_weights=True`).
+
+        Local folders are checked before loading, Hub downloads after (in their cache folder): a truncated
+        or malformed `.safetensors` file or a hash that differs from `checksums.sha256` raises
+        `DamagedWeightsError` naming the file; a folder without `checksums.sha256` loads with a warning.
+        """
+        if not verify_weights or pretrained_model_name_or_path is None:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        subfolder = kwargs.get("subfolder") or ""
+        folder = os.path.join(os.fspath(pretrained_model_name_or_path), subfolder)
+        local = os.path.isdir(folder)
+        if local:
+            verify_folder(folder)
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as exc:
+            hub_folder = None if local else _hub_folder(pretrained_model_name_or_path, kwargs)
+            if hub_folder is not None:
+                try:
+                    verify_folder(hub_folder, listed_must_exist=False)
+                except DamagedWeightsError as damaged:
+                    raise damaged from exc
+            raise
+        if not local:
+            hub_folder = _hub_folder(pretrained_model_name_or_path, kwargs)
+            if hub_folder is not None:
+                verify_folder(hub_folder, listed_must_exist=False)
+        return loaded
 
     # ------------------------------------------------------------------ spectral anchor
     def record_spectral_anchor(self) -> None:
@@ -256,6 +298,23 @@ class MambaCodePreTrainedModel(PreTrainedModel):
             return loss
         return loss + weight * self.spectral_anchor_penalty().to(loss.dtype)
 
+
+
+def _hub_folder(repo_id, kwargs) -> str | None:
+    """The local cache folder of a Hub download, with its checksum file fetched if the repo has one."""
+    from transformers.utils import cached_file
+
+    names = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+    hub_kwargs = {k: kwargs[k] for k in names if kwargs.get(k) is not None}
+    for name in (CHECKSUM_FILE, "config.json"):
+        try:
+            path = cached_file(repo_id, name, _raise_exceptions_for_missing_entries=False,
+                               _raise_exceptions_for_connection_errors=False, **hub_kwargs)
+        except Exception:  # not a resolvable repo id: nothing to check
+            return None
+        if path:
+            return os.path.dirname(path)
+    return None
 
 
 def validate_inputs(config: MambaCodeConfig, vocab_size: int, input_ids, attention_mask, inputs_embeds) -> bool:

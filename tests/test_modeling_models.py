@@ -212,6 +212,24 @@ def test_trust_remote_code_load_without_mambacode(tmp_path, mixer, tiny):
         ids = torch.load({str(tmp_path / 'ids.pt')!r})
         with torch.no_grad():
             torch.save(model(ids).embeddings, {str(tmp_path / 'out.pt')!r})
+            try:  # the remote model validates its inputs too
+                model(ids[:0])
+                raise SystemExit("an empty batch was accepted")
+            except ValueError as exc:
+                assert "empty batch" in str(exc), exc
+        # the checksums written by save_pretrained are verified by the remote code as well
+        import shutil
+        damaged = shutil.copytree({str(save)!r}, "damaged")
+        with open(damaged + "/model.safetensors", "r+b") as fh:
+            fh.seek(-1, 2)
+            last = fh.read(1)
+            fh.seek(-1, 2)
+            fh.write(bytes([last[0] ^ 1]))
+        try:
+            AutoModel.from_pretrained(damaged, trust_remote_code=True)
+            raise SystemExit("a flipped byte loaded silently")
+        except OSError as exc:
+            assert type(exc).__name__ == "DamagedWeightsError" and "model.safetensors" in str(exc), exc
     """)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONPATH="")
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
