@@ -3,7 +3,6 @@ path; `encode` edge cases (empty list, lone surrogates, empty tokenizations, bad
 
 import pytest
 import torch
-from transformers import PreTrainedTokenizerFast
 
 from mambacode import (
     MambaCodeForMaskedLM,
@@ -84,20 +83,6 @@ def test_the_checks_do_not_change_results(tiny):
         both = model(IDS, mask).last_hidden_state
         alone = model(IDS[1:, :4]).last_hidden_state
     torch.testing.assert_close(both[1, :4], alone[0], atol=1e-5, rtol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=100, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["def add(a, b):\n    return a + b", "x = '\u00e9\U0001f600'"] * 20, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", mask_token="<mask>")
 
 
 @pytest.mark.parametrize("mixer", ["s4d", "mamba2"])

@@ -16,7 +16,6 @@ from transformers import (
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
-    PreTrainedTokenizerFast,
 )
 
 import mambacode
@@ -110,21 +109,6 @@ def test_infonce_loss_matches_hand_computation(tiny):
     expected = -sum(sims[i, i] - math.log(sum(math.exp(v) for v in sims[i])) for i in range(5)) / 5
     assert abs(out.loss.item() - expected) < 1e-4
     torch.testing.assert_close(out.embeddings.double(), eq, atol=1e-5, rtol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=96, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = ["def add(a, b):\n    return a + b", "for i in range(10): print(i)", "class A: pass"] * 20
-    tok.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", mask_token="<mask>")
 
 
 def test_encode_returns_normalised_embeddings_in_input_order(tokenizer, tiny):
