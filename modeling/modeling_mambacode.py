@@ -7,6 +7,8 @@ This file and its relative imports are what `save_pretrained` copies next to the
 from __future__ import annotations
 
 import math
+import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +24,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
+from .checksums import CHECKSUM_FILE, DamagedWeightsError, verify_folder, write_checksums
 from .configuration_mambacode import MambaCodeConfig
 from .mamba2 import BiMamba2Mixer
 from .s4d import S4DKernel, S4DMixer
@@ -204,9 +207,49 @@ class MambaCodePreTrainedModel(PreTrainedModel):
             init.constant_(module.logit_scale, math.log(1.0 / module.config.retrieval_temperature))
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Also record every Auto* class in `auto_map`, so any of them loads the folder remotely."""
+        """Also record every Auto* class in `auto_map`, so any of them loads the folder remotely, and write
+        `checksums.sha256` (SHA-256 of every weight file) that `from_pretrained` verifies."""
         self.config.auto_map = dict(AUTO_MAP)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            write_checksums(os.fspath(save_directory))
+        return result
+
+    def _upload_modified_files(self, working_dir, *args, **kwargs):
+        # save_pretrained(push_to_hub=True) uploads before it returns: write the checksums first
+        write_checksums(os.fspath(working_dir))
+        return super()._upload_modified_files(working_dir, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, verify_weights: bool = True, **kwargs):
+        """transformers' `from_pretrained`, after checking the folder's weight files (`verify_weights=True`).
+
+        Local folders are checked before loading, Hub downloads after (in their cache folder): a truncated
+        or malformed `.safetensors` file or a hash that differs from `checksums.sha256` raises
+        `DamagedWeightsError` naming the file; a folder without `checksums.sha256` loads with a warning.
+        """
+        if not verify_weights or pretrained_model_name_or_path is None:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        subfolder = kwargs.get("subfolder") or ""
+        folder = os.path.join(os.fspath(pretrained_model_name_or_path), subfolder)
+        local = os.path.isdir(folder)
+        if local:
+            verify_folder(folder)
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as exc:
+            hub_folder = None if local else _hub_folder(pretrained_model_name_or_path, kwargs)
+            if hub_folder is not None:
+                try:
+                    verify_folder(hub_folder, listed_must_exist=False)
+                except DamagedWeightsError as damaged:
+                    raise damaged from exc
+            raise
+        if not local:
+            hub_folder = _hub_folder(pretrained_model_name_or_path, kwargs)
+            if hub_folder is not None:
+                verify_folder(hub_folder, listed_must_exist=False)
+        return loaded
 
     # ------------------------------------------------------------------ spectral anchor
     def record_spectral_anchor(self) -> None:
@@ -255,14 +298,81 @@ class MambaCodePreTrainedModel(PreTrainedModel):
             return loss
         return loss + weight * self.spectral_anchor_penalty().to(loss.dtype)
 
-    def _check_length(self, input_ids: torch.Tensor) -> None:
-        limit = self.config.max_position_embeddings
-        if input_ids.shape[-1] > limit:
-            raise ValueError(
-                f"input_ids has length {input_ids.shape[-1]} but this model accepts at most "
-                f"max_position_embeddings={limit} tokens; truncate in the tokenizer "
-                f"(truncation=True, max_length={limit}) or raise config.max_position_embeddings."
-            )
+
+
+def _hub_folder(repo_id, kwargs) -> str | None:
+    """The local cache folder of a Hub download, with its checksum file fetched if the repo has one."""
+    from transformers.utils import cached_file
+
+    names = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+    hub_kwargs = {k: kwargs[k] for k in names if kwargs.get(k) is not None}
+    for name in (CHECKSUM_FILE, "config.json"):
+        try:
+            path = cached_file(repo_id, name, _raise_exceptions_for_missing_entries=False,
+                               _raise_exceptions_for_connection_errors=False, **hub_kwargs)
+        except Exception:  # not a resolvable repo id: nothing to check
+            return None
+        if path:
+            return os.path.dirname(path)
+    return None
+
+
+def validate_inputs(config: MambaCodeConfig, vocab_size: int, input_ids, attention_mask, inputs_embeds) -> bool:
+    """Check a forward's inputs once, at the entry point, with one ValueError per problem.
+
+    Shapes, dtypes and lengths are checked on the host; the id range and the mask values need the data,
+    so they are reduced on the device and read back in one transfer. Returns whether the mask pads
+    anything (no padding: the layers skip the masking).
+    """
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids or inputs_embeds.")
+    name, x = ("input_ids", input_ids) if input_ids is not None else ("inputs_embeds", inputs_embeds)
+    dims = "(batch, length)" if input_ids is not None else "(batch, length, hidden_size)"
+    if not isinstance(x, torch.Tensor) or x.dim() != len(dims.split(",")):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a tensor of shape {dims}, got {got}.")
+    batch, length = x.shape[:2]
+    if batch == 0:
+        raise ValueError(f"{name} has an empty batch (shape {tuple(x.shape)}): pass at least one sequence.")
+    if length == 0:
+        raise ValueError(f"{name} has length 0 (shape {tuple(x.shape)}): every sequence needs at least one "
+                         "token (a tokenizer without special tokens gives none for an empty string).")
+    limit = config.max_position_embeddings
+    if length > limit:
+        raise ValueError(f"{name} has length {length} but this model accepts at most max_position_embeddings="
+                         f"{limit} tokens; truncate in the tokenizer (truncation=True, max_length={limit}) or "
+                         "raise config.max_position_embeddings.")
+    if input_ids is not None and input_ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"input_ids has dtype {input_ids.dtype}: token ids must be an integer tensor "
+                         "(torch.long), as the tokenizer returns them.")
+    if inputs_embeds is not None and (not inputs_embeds.is_floating_point()
+                                      or inputs_embeds.shape[-1] != config.hidden_size):
+        raise ValueError(f"inputs_embeds must be floating point with hidden_size={config.hidden_size} features, "
+                         f"got dtype {inputs_embeds.dtype} and shape {tuple(inputs_embeds.shape)}.")
+    stats = []
+    if input_ids is not None:
+        stats += [input_ids.min(), input_ids.max()]
+    if attention_mask is not None:
+        if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (batch, length):
+            got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+            raise ValueError(f"attention_mask has shape {got} but {name} has (batch, length) = {(batch, length)}: "
+                             "pass one 0/1 entry per token.")
+        stats += [((attention_mask != 0) & (attention_mask != 1)).any(), (attention_mask == 0).any()]
+    if not stats:
+        return False
+    values = torch.stack([t.to(device=stats[0].device, dtype=torch.int64) for t in stats]).tolist()  # one sync
+    if input_ids is not None:
+        low, high = values[:2]
+        if low < 0 or high >= vocab_size:
+            raise ValueError(f"input_ids holds ids in [{low}, {high}] but the vocabulary has {vocab_size} entries "
+                             f"(valid ids 0..{vocab_size - 1}); was the input tokenized with another tokenizer?")
+    if attention_mask is not None:
+        bad_values, padded = values[-2:]
+        if bad_values:
+            raise ValueError("attention_mask holds values other than 0 and 1 (e.g. NaN, 2 or 0.5): 1 marks a "
+                             "token, 0 padding.")
+        return bool(padded)
+    return False
 
 
 class MambaCodeModel(MambaCodePreTrainedModel):
@@ -287,19 +397,14 @@ class MambaCodeModel(MambaCodePreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_hidden_states=None,
                 return_dict=None, **kwargs) -> MambaCodeModelOutput:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("MambaCodeModel.forward: pass exactly one of input_ids or inputs_embeds.")
+        padded = validate_inputs(self.config, self.embeddings.num_embeddings, input_ids, attention_mask,
+                                 inputs_embeds)
         output_hidden_states = (output_hidden_states if output_hidden_states is not None
                                 else self.config.output_hidden_states)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if inputs_embeds is None:
-            self._check_length(input_ids)
             inputs_embeds = self.embeddings(input_ids)
-        elif inputs_embeds.shape[1] > self.config.max_position_embeddings:
-            self._check_length(inputs_embeds[..., 0])
-        mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):  # no padding: skip the masking
-            mask = attention_mask.to(inputs_embeds.dtype).unsqueeze(-1)
+        mask = attention_mask.to(inputs_embeds.dtype).unsqueeze(-1) if padded else None  # no padding: no masking
         x = self.dropout(inputs_embeds)
         all_hidden = [x] if output_hidden_states else None
         for i, layer in enumerate(self.layers):
@@ -313,6 +418,16 @@ class MambaCodeModel(MambaCodePreTrainedModel):
         if not return_dict:
             return tuple(t for t in (x, hidden) if t is not None)
         return MambaCodeModelOutput(last_hidden_state=x, hidden_states=hidden)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def fix_surrogates(text: str) -> str:
+    """`text` with surrogate pairs joined into their character and lone surrogates replaced by U+FFFD."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:
@@ -401,6 +516,9 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
         code_emb = logits = loss = None
         if code_input_ids is not None:
             code_emb, _ = self.embed(code_input_ids, code_attention_mask)
+            if len(code_emb) != len(emb):
+                raise ValueError(f"code_input_ids has {len(code_emb)} rows but input_ids has {len(emb)}: the "
+                                 "in-batch loss pairs query i with code i.")
             logits = emb @ code_emb.T / self.temperature().to(emb.device)
             loss = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
         loss = self._add_spectral_anchor(loss)
@@ -413,18 +531,32 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
         """Embed `texts` -> (n, d) float tensor of L2-normalised embeddings, in the input order.
 
         Texts are sorted by tokenized length so that each batch carries little padding. Inputs longer than
-        `max_length` (default: `config.max_position_embeddings`) are truncated to their first tokens.
+        `max_length` (default and upper bound: `config.max_position_embeddings`; must be >= 1) are truncated
+        to their first tokens. `encode([])` is an empty (0, d) tensor. Lone surrogates (e.g. "\\ud800", which
+        no UTF-8 tokenizer accepts) become U+FFFD, and surrogate pairs are joined into their character. A text
+        that tokenizes to no tokens at all gets a zero vector.
         """
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
-        max_length = min(max_length or self.config.max_position_embeddings, self.config.max_position_embeddings)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise ValueError(f"encode: texts[{i}] is a {type(t).__name__}, expected a string.")
+        limit = self.config.max_position_embeddings
+        for name, value in (("max_length", max_length), ("batch_size", batch_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"encode: {name}={value!r} is invalid: expected a positive integer"
+                                 f"{' or None (= max_position_embeddings)' if name == 'max_length' else ''}.")
+        max_length = limit if max_length is None else min(max_length, limit)
+        result = torch.zeros(len(texts), self.config.hidden_size)
+        if not texts:
+            return result
+        texts = [fix_surrogates(t) for t in texts]
         device = device or next(self.parameters()).device
         was_training = self.training
         self.eval()
         lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-        result = torch.empty(len(texts), self.config.hidden_size)
+        order = sorted((i for i in range(len(texts)) if lengths[i] > 0), key=lambda i: -lengths[i])
         starts = range(0, len(order), batch_size)
         if show_progress_bar is None:
             show_progress_bar = len(starts) > 1

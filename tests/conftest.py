@@ -36,7 +36,25 @@ def tiny_config(mixer: str = "s4d", **overrides):
     return MambaCodeConfig(**fields)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny():
     """The tiny-config factory: `tiny(mixer="s4d", **overrides)` -> MambaCodeConfig."""
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """A byte-level BPE tokenizer (100 ids, no post-processor: an empty string has no tokens), trained offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=100, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = ["def add(a, b):\n    return a + b", "for i in range(10): print(i)", "class A: pass",
+              "x = '\u00e9\U0001f600'"] * 20
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", mask_token="<mask>")

@@ -16,7 +16,6 @@ from transformers import (
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
-    PreTrainedTokenizerFast,
 )
 
 import mambacode
@@ -112,21 +111,6 @@ def test_infonce_loss_matches_hand_computation(tiny):
     torch.testing.assert_close(out.embeddings.double(), eq, atol=1e-5, rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=96, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = ["def add(a, b):\n    return a + b", "for i in range(10): print(i)", "class A: pass"] * 20
-    tok.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", mask_token="<mask>")
-
-
 def test_encode_returns_normalised_embeddings_in_input_order(tokenizer, tiny):
     model = MambaCodeForRetrieval(tiny(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)).eval()
     texts = ["def add(a, b): return a + b", "x", "for i in range(3): print(i, i * 2, i ** 3)", "class A: pass"]
@@ -212,6 +196,24 @@ def test_trust_remote_code_load_without_mambacode(tmp_path, mixer, tiny):
         ids = torch.load({str(tmp_path / 'ids.pt')!r})
         with torch.no_grad():
             torch.save(model(ids).embeddings, {str(tmp_path / 'out.pt')!r})
+            try:  # the remote model validates its inputs too
+                model(ids[:0])
+                raise SystemExit("an empty batch was accepted")
+            except ValueError as exc:
+                assert "empty batch" in str(exc), exc
+        # the checksums written by save_pretrained are verified by the remote code as well
+        import shutil
+        damaged = shutil.copytree({str(save)!r}, "damaged")
+        with open(damaged + "/model.safetensors", "r+b") as fh:
+            fh.seek(-1, 2)
+            last = fh.read(1)
+            fh.seek(-1, 2)
+            fh.write(bytes([last[0] ^ 1]))
+        try:
+            AutoModel.from_pretrained(damaged, trust_remote_code=True)
+            raise SystemExit("a flipped byte loaded silently")
+        except OSError as exc:
+            assert type(exc).__name__ == "DamagedWeightsError" and "model.safetensors" in str(exc), exc
     """)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONPATH="")
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,

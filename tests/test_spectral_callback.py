@@ -85,6 +85,7 @@ def test_anchor_is_saved_in_checkpoints_and_restored_on_resume(tmp_path, tiny):
     key = "mambacode.spectral_anchor.log_power"
     for folder in ("checkpoint-2", "checkpoint-4"):  # the anchor is part of every checkpoint's weights
         torch.testing.assert_close(load_file(tmp_path / folder / "model.safetensors")[key], anchor, rtol=0, atol=0)
+        assert (tmp_path / folder / "checksums.sha256").is_file()  # Trainer saves through save_pretrained
     drift = [h["spectrum/anchor_drift"] for h in first.history]
     assert drift[0] == 0.0 and drift[-1] > 0  # the anchor is the step-0 spectrum, and it regularised a moving model
 
