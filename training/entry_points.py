@@ -18,8 +18,9 @@ import numpy as np
 from transformers import set_seed
 
 from .callbacks import GuardedTrainer, NaNGuardCallback
-from .collators import (DataCollatorForRetrieval, DataCollatorForTypeInference, group_texts, mlm_collator,
-                        tokenize_and_align_labels, tokenize_retrieval_pairs)
+from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval, DataCollatorForTypeInference,
+                        MaskingEpochCallback, add_example_index, group_texts, tokenize_and_align_labels,
+                        tokenize_retrieval_pairs)
 from .evaluation import evaluate_retrieval
 from .metrics_loader import load_metric
 from .models import build_model, load_tokenizer
@@ -109,15 +110,22 @@ class TypeInferenceResult:
 
 
 # ------------------------------------------------------------------------------------------ shared steps
-def spectral_anchor_callbacks(model_args) -> list:
+def spectral_anchor_callbacks(model_args, run_args, checkpoint: str | None) -> list:
     """THE ONE PLACE where the training runs switch the spectral anchor on, besides `build_model` writing
     `--spectral_anchor_weight` into the config: today the weight plus `SpectralAnchorCallback` (which
-    records the anchor before the first step and saves it with every checkpoint)."""
+    records the anchor before the first step and saves it with every checkpoint). A resume from a checkpoint
+    without its anchor is refused here, before training, naming the flags that get past it."""
     if model_args.spectral_anchor_weight <= 0:
         return []
-    from mambacode.spectral.regularizer import SpectralAnchorCallback
+    from mambacode.spectral.regularizer import ANCHOR_FILE, SpectralAnchorCallback
 
-    return [SpectralAnchorCallback()]
+    if checkpoint and not run_args.reanchor_on_resume and not os.path.exists(os.path.join(checkpoint, ANCHOR_FILE)):
+        raise ValueError(
+            f"resuming from {checkpoint}, which has no spectral anchor ({ANCHOR_FILE}): the regulariser would pull "
+            "towards different kernels than before the interruption. Pass --overwrite_output_dir true to train "
+            "this run again from scratch, or --reanchor_on_resume true to anchor to the resumed weights "
+            f"(scripts/reproduce.py: delete {os.path.dirname(os.path.abspath(checkpoint))} to run the stage again).")
+    return [SpectralAnchorCallback(allow_reanchor=run_args.reanchor_on_resume)]
 
 
 def _start(model_args, training_args, run_args, dataset_path: str, columns: list[str]):
@@ -129,10 +137,13 @@ def _start(model_args, training_args, run_args, dataset_path: str, columns: list
     return checkpoint, dsets, load_tokenizer(model_args)
 
 
-def _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds, collator,
+def _trainer(model, tokenizer, args: tuple, checkpoint, train_ds, eval_ds, collator,
              compute_metrics=None) -> GuardedTrainer:
+    """The Trainer of an entry point; `args` = (model_args, training_args, run_args)."""
+    model_args, training_args, run_args = args
     logger.info("model: %s, %s parameters", type(model).__name__, f"{sum(p.numel() for p in model.parameters()):,}")
-    callbacks = [NaNGuardCallback(), *spectral_anchor_callbacks(model_args), *make_callbacks(run_args, tokenizer)]
+    callbacks = [NaNGuardCallback(), *spectral_anchor_callbacks(model_args, run_args, checkpoint),
+                 *make_callbacks(run_args, tokenizer)]
     trainer = GuardedTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                              data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
                              callbacks=callbacks)
@@ -154,8 +165,12 @@ def _save(trainer, tokenizer, task, model_args, data_args, run_args, metrics: di
     report_done(trainer.args, f"run_{task}")
 
 
-def _select(ds, n):
-    return ds if n is None else ds.select(range(min(n, len(ds))))
+def _tokenized(training_args, dsets, data_args, split: str, n: int | None, fn, desc: str, **fn_kwargs):
+    """The first `n` rows of `split` through the batched `fn` (main process first, so the cache is shared)."""
+    ds = require_split(dsets, split, data_args.dataset_path)
+    ds = ds if n is None else ds.select(range(min(n, len(ds))))
+    with training_args.main_process_first(desc="tokenize"):
+        return ds.map(fn, batched=True, remove_columns=ds.column_names, fn_kwargs=fn_kwargs, desc=desc)
 
 
 def encoder_parameters(folder: str) -> int | None:
@@ -172,7 +187,8 @@ def encoder_parameters(folder: str) -> int | None:
 # ------------------------------------------------------------------------------------------ entry points
 def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args) -> MLMResult:
     """Masked-language-model pretraining: texts tokenised, packed into `max_seq_length` blocks, 15% masked
-    (80/10/10); eval loss and perplexity. Without `model_name_or_path` a new model is built from the flags."""
+    (80/10/10, seeded per (seed, epoch, block) so a resumed run equals an uninterrupted one); eval loss and
+    perplexity. Without `model_name_or_path` a new model is built from the flags."""
     columns = [c.strip() for c in data_args.text_column.split(",") if c.strip()]
     checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, columns)
     model = build_model(model_args, "mlm", tokenizer)
@@ -192,13 +208,16 @@ def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args) ->
         with training_args.main_process_first(desc="tokenize"):
             tok = raw.map(lambda b: tokenizer(b["text"], return_special_tokens_mask=True), batched=True,
                           remove_columns=["text"], desc="tokenize")
-            return tok.map(group_texts, batched=True, fn_kwargs={"block_size": data_args.max_seq_length},
-                           desc=f"pack into {data_args.max_seq_length}-token blocks")
+            return add_example_index(tok.map(group_texts, batched=True, fn_kwargs={
+                "block_size": data_args.max_seq_length}, desc=f"pack into {data_args.max_seq_length}-token blocks"))
 
     train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
     eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
-    trainer = _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds,
-                       mlm_collator(tokenizer, data_args.mlm_probability))
+    collator = DataCollatorForMaskedLM(tokenizer, data_args.mlm_probability, seed=training_args.seed)
+    training_args.remove_unused_columns = False  # the collator needs the example index
+    trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
+                       collator)
+    trainer.add_callback(MaskingEpochCallback(collator))
 
     def add_perplexity(m):
         m["perplexity"] = math.exp(m["eval_loss"]) if m["eval_loss"] < 50 else float("inf")
@@ -229,18 +248,15 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
             tests[os.path.basename(os.path.normpath(path))] = extra
 
     def prepare(split, n):
-        ds = _select(require_split(dsets, split, data_args.dataset_path), n)
-        with training_args.main_process_first(desc="tokenize"):
-            return ds.map(tokenize_retrieval_pairs, batched=True, remove_columns=ds.column_names,
-                          fn_kwargs=dict(tokenizer=tokenizer, query_column=data_args.query_column,
-                                         code_column=data_args.code_column,
-                                         max_query_length=data_args.max_query_length,
-                                         max_code_length=data_args.max_code_length), desc="tokenize")
+        return _tokenized(training_args, dsets, data_args, split, n, tokenize_retrieval_pairs, "tokenize",
+                          tokenizer=tokenizer, query_column=data_args.query_column,
+                          code_column=data_args.code_column, max_query_length=data_args.max_query_length,
+                          max_code_length=data_args.max_code_length)
 
     train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
     eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
     training_args.remove_unused_columns = False
-    trainer = _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds,
+    trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
                        DataCollatorForRetrieval(tokenizer.pad_token_id))
     train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
     metrics = {k: v for k, v in eval_metrics.items() if k == "eval_loss"}
@@ -287,12 +303,9 @@ def run_type_inference(model_args, data_args: TypeInferenceDataArguments, traini
                         id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
 
     def prepare(split, n):
-        ds = _select(require_split(dsets, split, data_args.dataset_path), n)
-        with training_args.main_process_first(desc="tokenize"):
-            return ds.map(tokenize_and_align_labels, batched=True, remove_columns=ds.column_names,
-                          fn_kwargs=dict(tokenizer=tokenizer, tokens_column=data_args.tokens_column,
-                                         labels_column=data_args.labels_column,
-                                         max_length=data_args.max_seq_length), desc="tokenize + align labels")
+        return _tokenized(training_args, dsets, data_args, split, n, tokenize_and_align_labels,
+                          "tokenize + align labels", tokenizer=tokenizer, tokens_column=data_args.tokens_column,
+                          labels_column=data_args.labels_column, max_length=data_args.max_seq_length)
 
     train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
     eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
@@ -306,7 +319,7 @@ def run_type_inference(model_args, data_args: TypeInferenceDataArguments, traini
         return metric.compute(predictions=predicted[keep].tolist(), references=pred.label_ids[keep].tolist(),
                               ignore_labels=ignore)
 
-    trainer = _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds,
+    trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
                        DataCollatorForTypeInference(tokenizer.pad_token_id), compute_metrics)
     train_loss, _ = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
     metrics = {}

@@ -40,6 +40,9 @@ class RunArguments:
     spectrum_callback: bool = field(default=False, metadata={"help": "Attach mambacode.spectral.SpectrumCallback."})
     spectrum_every_n_steps: int | None = field(default=None, metadata={"help": "Measure spectra every N steps."})
     spectrum_length: int = field(default=4096, metadata={"help": "Kernel length of the spectrum callback."})
+    reanchor_on_resume: bool = field(default=False, metadata={
+        "help": "Resuming a checkpoint that lacks its spectral anchor: anchor to the resumed weights instead of "
+                "refusing (the default: the regulariser would pull towards other kernels than before)."})
     model_card_name: str | None = field(default=None, metadata={"help": "Title of the model card."})
 
 
