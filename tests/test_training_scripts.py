@@ -220,8 +220,8 @@ class KillAfterSave(TrainerCallback):  # a hard kill right after the first check
 
 make = ep.make_callbacks
 ep.make_callbacks = lambda run_args, tokenizer: make(run_args, tokenizer) + [KillAfterSave()]
-entry, data_args = {"mlm": (ep.run_mlm, ep.MLMDataArguments), "retrieval": (ep.run_retrieval, ep.RetrievalDataArguments)}[
-    sys.argv[1]]
+entry, data_args = {"mlm": (ep.run_mlm, ep.MLMDataArguments), "retrieval": (ep.run_retrieval, ep.RetrievalDataArguments),
+                    "type_inference": (ep.run_type_inference, ep.TypeInferenceDataArguments)}[sys.argv[1]]
 sys.exit(run_script(entry, data_args, sys.argv[2:]))
 """
 
@@ -232,15 +232,17 @@ def _weights(folder):
     return load_file(os.path.join(folder, "model.safetensors"))
 
 
-@pytest.mark.parametrize("task", ["mlm", "retrieval"])
+@pytest.mark.parametrize("task", ["mlm", "retrieval", "type_inference"])
 def test_killed_run_resumes_to_the_same_weights(data, tmp_path, task):
     """A real kill (os._exit in a subprocess right after checkpoint-3 of 7 steps, inside the second of several
     epochs) then a resume gives bit-identical weights and metrics, and a train_loss over all 7 steps, equal
     to an uninterrupted run. (MLM masking used to draw from the global generator: resumes differed.)"""
     def argv(out):
-        task_args = (["--text_column", "query,code", "--max_seq_length", "16", "--do_eval"] if task == "mlm"
-                     else ["--max_code_length", "32", "--do_predict"])
-        return ["--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"], *task_args, *SMALL,
+        task_args = {"mlm": ["--text_column", "query,code", "--max_seq_length", "16", "--do_eval"],
+                     "retrieval": ["--max_code_length", "32", "--do_predict"],
+                     "type_inference": ["--do_predict", "--spectral_anchor_weight", "0.5"]}[task]  # + the anchor
+        data_path = data["types"] if task == "type_inference" else data["retrieval"]
+        return ["--tokenizer_name", data["tok"], "--dataset_path", data_path, *task_args, *SMALL,
                 "--output_dir", out, "--do_train", "--max_steps", "7", "--save_steps", "3", "--logging_steps", "2",
                 "--max_train_samples", "12" if task == "mlm" else "8", *TRAIN, "--per_device_train_batch_size", "4", "--learning_rate", "5e-3"]
 
@@ -250,14 +252,14 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path, task):
     proc = subprocess.run([sys.executable, "-c", _KILL_AT_FIRST_SAVE, task, *argv(killed)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3, proc.stderr[-2000:]
-    assert sorted(os.listdir(killed)) == ["checkpoint-3"]
+    assert [d for d in os.listdir(killed) if not d.endswith(".safetensors")] == ["checkpoint-3"]
     state = json.load(open(os.path.join(killed, "checkpoint-3", "trainer_state.json")))
     assert state["num_train_epochs"] > 2 and 1 < state["epoch"] < 2, "the kill must fall inside the second epoch"
     assert script(f"run_{task}")(argv(killed)) == 0  # resumes from checkpoint-3
     a, b = _weights(whole), _weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ra, rb = (json.load(open(os.path.join(f, "all_results.json"))) for f in (whole, killed))
-    for key in ("eval_loss", "test_mrr"):
+    for key in ("eval_loss", "test_mrr", "test_micro_f1"):
         assert ra.get(key) == rb.get(key)
     assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-6)
     # Trainer's own figure (its log) averages the 4 resumed steps only
