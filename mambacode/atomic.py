@@ -26,6 +26,28 @@ def atomic_path(path: str, suffix: str = ""):
             os.remove(tmp)
 
 
+@contextmanager
+def atomic_directory(path: str):
+    """Yield a temporary folder beside `path`; on success it takes the place of `path` (an old folder there
+    is moved aside first and removed after), on error it is removed and `path` stays as it was."""
+    import shutil
+
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    old = None
+    try:
+        yield tmp
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
+            os.replace(path, os.path.join(old, "previous"))
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, old):
+            if leftover and os.path.exists(leftover):
+                shutil.rmtree(leftover)
+
+
 def atomic_write_text(path: str, text: str) -> str:
     """Write `text` (UTF-8) to `path` atomically; returns `path`."""
     with atomic_path(path) as tmp:
@@ -34,4 +56,4 @@ def atomic_write_text(path: str, text: str) -> str:
     return path
 
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_directory", "atomic_write_text"]

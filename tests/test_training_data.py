@@ -8,8 +8,9 @@ import datasets
 import pytest
 import torch
 
-from mambacode.training.collators import (DataCollatorForRetrieval, DataCollatorForTypeInference,
-                                          align_word_labels, group_texts, tokenize_and_align_labels)
+from mambacode.training.collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval,
+                                          DataCollatorForTypeInference, MaskingEpochCallback, align_word_labels,
+                                          group_texts, tokenize_and_align_labels)
 from mambacode.training.validation import DataValidationError, check_tokenizer_matches_model, require_columns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,3 +127,58 @@ def test_push_to_hub_checks_folder_and_fails_clearly_offline(tmp_path):
                           capture_output=True, text=True)
     assert push.returncode == 3
     assert "offline" in push.stderr.lower()
+
+
+def _mlm_feature(tokenizer, index, n, rng):
+    ids = [tokenizer.bos_token_id] + [int(x) for x in rng.integers(10, len(tokenizer), n - 2)] + [tokenizer.eos_token_id]
+    return {"input_ids": ids, "attention_mask": [1] * n, "special_tokens_mask": [1] + [0] * (n - 2) + [1],
+            "example_index": index}
+
+
+def test_masked_lm_collator_masks_by_seed_epoch_and_example_only(tokenizer):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b, c = (_mlm_feature(tokenizer, i, n, rng) for i, n in ((7, 40), (8, 25), (9, 60)))
+    collate = DataCollatorForMaskedLM(tokenizer, seed=3)
+    alone = collate([dict(a)])
+    together = collate([dict(c), dict(a), dict(b)])  # other partners, more padding
+    assert torch.equal(together["input_ids"][1, :40], alone["input_ids"][0])
+    assert torch.equal(together["labels"][1, :40], alone["labels"][0])
+    assert (together["labels"][1, 40:] == -100).all() and (together["input_ids"][1, 40:] == tokenizer.pad_token_id).all()
+    collate.epoch = 1
+    assert not torch.equal(collate([dict(a)])["labels"], alone["labels"])  # new masks each epoch
+    assert not torch.equal(DataCollatorForMaskedLM(tokenizer, seed=4)([dict(a)])["labels"], alone["labels"])
+    with pytest.raises(ValueError, match="example_index"):
+        collate([{k: v for k, v in a.items() if k != "example_index"}])
+
+
+def test_masked_lm_collator_rates_and_labels(tokenizer):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    features = [_mlm_feature(tokenizer, i, 500, rng) for i in range(80)]  # 39,840 maskable tokens
+    original = torch.tensor([f["input_ids"] for f in features])
+    batch = DataCollatorForMaskedLM(tokenizer, mlm_probability=0.15)([dict(f) for f in features])
+    labels, inputs = batch["labels"], batch["input_ids"]
+    chosen = labels != -100
+    assert not chosen[:, 0].any() and not chosen[:, -1].any()  # special tokens are never masked
+    assert torch.equal(labels[chosen], original[chosen])  # labels are the original tokens
+    assert torch.equal(inputs[~chosen], original[~chosen])  # nothing else changes
+    n = int(chosen.sum())
+    assert abs(n / (80 * 498) - 0.15) < 0.01  # binomial sd ~0.0018
+    to_mask = int((inputs[chosen] == tokenizer.mask_token_id).sum())
+    kept = int((inputs[chosen] == original[chosen]).sum())
+    assert abs(to_mask / n - 0.8) < 0.03 and abs(kept / n - 0.1) < 0.03  # and ~10% random tokens
+
+
+def test_masking_epoch_callback_follows_the_trainer_epoch(tokenizer):
+    from types import SimpleNamespace
+
+    collate = DataCollatorForMaskedLM(tokenizer)
+    cb = MaskingEpochCallback(collate)
+    for epoch, expected in ((0.0, 0), (1.5, 1), (2.9999999999, 3), (3.0, 3)):  # 1.5: resumed inside epoch 1
+        cb.on_epoch_begin(None, SimpleNamespace(epoch=epoch), None)
+        assert collate.epoch == expected
+    cb.on_train_end(None, SimpleNamespace(epoch=3.0), None)
+    assert collate.epoch == 0

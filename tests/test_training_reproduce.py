@@ -169,3 +169,24 @@ def test_markdown_to_html_tables_code_and_figures(tmp_path):
     encoded = base64.b64encode(b"\x89PNG fake").decode()
     assert f'src="data:image/png;base64,{encoded}"' in page
     assert "(missing figure g.png)" in page
+
+
+def test_export_models_replaces_whole_folders_without_checkpoints(tmp_path):
+    from mambacode.atomic import atomic_directory
+    from mambacode.training.pipeline import export_models
+
+    src = tmp_path / "finetune" / "s4d"
+    (src / "checkpoint-5").mkdir(parents=True)
+    for name in ("model.safetensors", "config.json", ".done", "training_args.bin", "checkpoint-5/x"):
+        (src / name).write_text(name)
+    root = tmp_path / "models"
+    (root / "s4d").mkdir(parents=True)
+    (root / "s4d" / "stale.txt").write_text("from an older export")
+    assert export_models({"s4d": str(src)}, str(root)) == [str(root / "s4d")]
+    assert sorted(os.listdir(root / "s4d")) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(root)) == ["s4d"]  # no temporary or old folders left
+    with pytest.raises(RuntimeError):  # a failed export leaves the previous folder as it was
+        with atomic_directory(str(root / "s4d")) as tmp:
+            open(os.path.join(tmp, "half"), "w").close()
+            raise RuntimeError("disk full")
+    assert sorted(os.listdir(root / "s4d")) == ["config.json", "model.safetensors"] and os.listdir(root) == ["s4d"]

@@ -209,3 +209,88 @@ def test_two_processes_with_accelerate(data, tmp_path):
     model = AutoModel.from_pretrained(out, trust_remote_code=True)
     emb = model.encode(["read the file items", "def f(): pass"], AutoTokenizer.from_pretrained(out))
     assert emb.shape == (2, 32) and torch.isfinite(emb).all()
+
+
+_KILL_AT_FIRST_SAVE = """
+import os, sys
+from transformers import TrainerCallback
+import mambacode.training.entry_points as ep
+from mambacode.training.script_utils import run_script
+
+class KillAfterSave(TrainerCallback):  # a hard kill right after the first checkpoint is on disk
+    def on_save(self, args, state, control, **kwargs):
+        os._exit(3)
+
+make = ep.make_callbacks
+ep.make_callbacks = lambda run_args, tokenizer: make(run_args, tokenizer) + [KillAfterSave()]
+entry, data_args = {"mlm": (ep.run_mlm, ep.MLMDataArguments), "retrieval": (ep.run_retrieval, ep.RetrievalDataArguments),
+                    "type_inference": (ep.run_type_inference, ep.TypeInferenceDataArguments)}[sys.argv[1]]
+sys.exit(run_script(entry, data_args, sys.argv[2:]))
+"""
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(folder, "model.safetensors"))
+
+
+@pytest.mark.parametrize("task", ["mlm", "retrieval", "type_inference"])
+def test_killed_run_resumes_to_the_same_weights(data, tmp_path, task):
+    """A real kill (os._exit in a subprocess right after checkpoint-3 of 7 steps, inside the second of several
+    epochs) then a resume gives bit-identical weights and metrics, and a train_loss over all 7 steps, equal
+    to an uninterrupted run. (MLM masking used to draw from the global generator: resumes differed.)"""
+    def argv(out):
+        task_args = {"mlm": ["--text_column", "query,code", "--max_seq_length", "16", "--do_eval"],
+                     "retrieval": ["--max_code_length", "32", "--do_predict"],
+                     "type_inference": ["--do_predict", "--spectral_anchor_weight", "0.5"]}[task]  # + the anchor
+        data_path = data["types"] if task == "type_inference" else data["retrieval"]
+        return ["--tokenizer_name", data["tok"], "--dataset_path", data_path, *task_args, *SMALL,
+                "--output_dir", out, "--do_train", "--max_steps", "7", "--save_steps", "3", "--logging_steps", "2",
+                "--max_train_samples", "12" if task == "mlm" else "8", *TRAIN, "--per_device_train_batch_size", "4", "--learning_rate", "5e-3"]
+
+    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    assert script(f"run_{task}")(argv(whole)) == 0
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _KILL_AT_FIRST_SAVE, task, *argv(killed)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert [d for d in os.listdir(killed) if not d.endswith(".safetensors")] == ["checkpoint-3"]
+    state = json.load(open(os.path.join(killed, "checkpoint-3", "trainer_state.json")))
+    assert state["num_train_epochs"] > 2 and 1 < state["epoch"] < 2, "the kill must fall inside the second epoch"
+    assert script(f"run_{task}")(argv(killed)) == 0  # resumes from checkpoint-3
+    a, b = _weights(whole), _weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = (json.load(open(os.path.join(f, "all_results.json"))) for f in (whole, killed))
+    for key in ("eval_loss", "test_mrr", "test_micro_f1"):
+        assert ra.get(key) == rb.get(key)
+    assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-6)
+    # Trainer's own figure (its log) averages the 4 resumed steps only
+    resumed_only = [h["train_loss"] for h in json.load(open(os.path.join(killed, "trainer_state.json")))["log_history"]
+                    if "train_loss" in h][-1]
+    assert resumed_only != pytest.approx(ra["train_loss"], rel=1e-4)
+
+
+def test_resume_from_a_checkpoint_that_lost_its_spectral_anchor(data, tmp_path):
+    """The anchor is a function of the base weights, recorded before training: a checkpoint whose anchor
+    buffers were stripped resumes with the same anchor (bit for bit) as the one it lost."""
+    from safetensors.torch import save_file
+
+    out = str(tmp_path / "anchored")
+    argv = ["--tokenizer_name", data["tok"], "--dataset_path", data["types"], *SMALL, "--output_dir", out,
+            "--do_train", "--save_steps", "2", "--spectral_anchor_weight", "0.5", *TRAIN]
+    run = script("run_type_inference")
+    assert run([*argv, "--max_steps", "2"]) == 0
+    ckpt = os.path.join(out, "checkpoint-2")
+    weights = _weights(ckpt)
+    anchor = {k: v for k, v in weights.items() if "spectral_anchor." in k}
+    assert anchor and any(k.endswith("spectral_anchor.recorded") and bool(v) for k, v in anchor.items())
+    save_file({k: v for k, v in weights.items() if k not in anchor}, os.path.join(ckpt, "model.safetensors"),
+              metadata={"format": "pt"})
+    for name in os.listdir(ckpt):
+        if name.startswith("checksums"):
+            os.remove(os.path.join(ckpt, name))  # the file was edited on purpose
+    assert run([*argv, "--max_steps", "3"]) == 0
+    resumed = _weights(out)
+    assert all(torch.equal(resumed[k], v) for k, v in anchor.items())
+    assert json.load(open(os.path.join(out, "trainer_state.json")))["global_step"] == 3

@@ -7,8 +7,9 @@ construction for MambaCode and the RoCoder (RoFormer) baseline, data validation 
 """
 
 from .callbacks import GuardedTrainer, NaNGuardCallback, NonFiniteLossError
-from .collators import (DataCollatorForRetrieval, DataCollatorForTypeInference, group_texts, mlm_collator,
-                        tokenize_and_align_labels, tokenize_retrieval_pairs)
+from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval, DataCollatorForTypeInference,
+                        MaskingEpochCallback, add_example_index, group_texts, tokenize_and_align_labels,
+                        tokenize_retrieval_pairs)
 from .entry_points import (MLMDataArguments, MLMResult, RetrievalDataArguments, RetrievalResult,
                            TypeInferenceDataArguments, TypeInferenceResult, run_mlm, run_retrieval, run_type_inference)
 from .evaluation import evaluate_retrieval, retrieval_pool
@@ -19,10 +20,11 @@ from .rocoder import RoCoderForRetrieval
 from .script_utils import RunArguments
 from .validation import DataValidationError, check_tokenizer_matches_model, require_columns
 
-__all__ = ["DataCollatorForRetrieval", "DataCollatorForTypeInference", "DataValidationError", "GuardedTrainer",
+__all__ = ["DataCollatorForMaskedLM", "DataCollatorForRetrieval", "DataCollatorForTypeInference",
+           "DataValidationError", "GuardedTrainer", "MaskingEpochCallback", "add_example_index",
            "MLMDataArguments", "MLMResult", "ModelArguments", "NaNGuardCallback", "NonFiniteLossError",
            "RetrievalDataArguments", "RetrievalResult", "RoCoderForRetrieval", "RunArguments",
            "TypeInferenceDataArguments", "TypeInferenceResult", "build_model", "check_tokenizer_matches_model",
-           "evaluate_retrieval", "group_texts", "load_metric", "metric_path", "mlm_collator", "render_model_card",
+           "evaluate_retrieval", "group_texts", "load_metric", "metric_path", "render_model_card",
            "require_columns", "retrieval_metrics", "retrieval_pool", "run_mlm", "run_retrieval",
            "run_type_inference", "tokenize_and_align_labels", "tokenize_retrieval_pairs", "write_model_card"]

@@ -8,18 +8,25 @@ micro-batch's loss (agreed across processes, so no rank is left waiting in a col
 stops a run whose *logged* loss or gradient norm is non-finite (e.g. an overflow in the optimizer) and
 cancels the save of that step.
 
+`GuardedTrainer` also reports a `train_loss` over every step of a resumed run, not only the resumed ones:
+each checkpoint records the loss sum so far (`train_loss_sum.json`). (Exact resume of the weights needs
+collators that do not draw from the global generator: see `collators.DataCollatorForMaskedLM`.)
+
 `ProbeCallback` lives in `mambacode.probing`, `SpectrumCallback` in `mambacode.spectral`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, get_last_checkpoint
+
+from mambacode.atomic import atomic_write_text
 
 
 class NonFiniteLossError(RuntimeError):
@@ -42,10 +49,41 @@ def _describe_batch(inputs: dict) -> str:
     return ", ".join(parts)
 
 
+LOSS_RECORD = "train_loss_sum.json"
+
+
 class GuardedTrainer(Trainer):
-    """`Trainer` whose every training loss is checked for NaN/inf before backward."""
+    """`Trainer` whose every training loss is checked for NaN/inf before backward, and whose resume from a
+    checkpoint reports the training loss of all steps (see the module docstring)."""
 
     _guard_batches_seen = 0
+    _loss_before: tuple[int, float] = (0, 0.0)  # (steps, loss sum) of the runs before this resume
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        self._loss_before = (0, 0.0)
+        record = os.path.join(resume_from_checkpoint, LOSS_RECORD) if resume_from_checkpoint else None
+        if record and os.path.exists(record):
+            with open(record) as f:
+                saved = json.load(f)
+            self._loss_before = (int(saved["global_step"]), float(saved["loss_sum"]))
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        steps_before, sum_before = self._loss_before
+        if steps_before and self.state.global_step > steps_before:
+            this_run = output.metrics["train_loss"] * (self.state.global_step - steps_before)
+            train_loss = (sum_before + this_run) / self.state.global_step
+            output = TrainOutput(output.global_step, train_loss, dict(output.metrics, train_loss=train_loss))
+        return output
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.is_world_process_zero():
+            steps_before, sum_before = self._loss_before
+            loss_sum = sum_before + self._total_loss_scalar + float(self._tr_loss.item())
+            folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            atomic_write_text(os.path.join(self._get_output_dir(trial=trial), folder, LOSS_RECORD),
+                              json.dumps({"global_step": self.state.global_step, "loss_sum": loss_sum}))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs,

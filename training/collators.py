@@ -1,7 +1,8 @@
 """Tokenisation and batching for the three training tasks.
 
 - MLM: `group_texts` packs tokenised code into fixed-length blocks (no padding wasted) and
-  `mlm_collator` is transformers' masking collator (80/10/10) with our defaults.
+  `DataCollatorForMaskedLM` masks them (80/10/10) with draws seeded per (seed, epoch, example), so a
+  resumed run masks exactly as an uninterrupted one.
 - Retrieval: `tokenize_retrieval_pairs` tokenises query and code into separate columns and
   `DataCollatorForRetrieval` pads each side on its own, so a long function does not pad every query.
 - Type inference: `tokenize_and_align_labels` maps word-level labels onto sub-words (first sub-word of a
@@ -10,7 +11,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
+
+from transformers import TrainerCallback
 
 IGNORE_INDEX = -100
 
@@ -27,15 +32,85 @@ def group_texts(examples: dict, block_size: int) -> dict:
     return {k: [v[i:i + block_size] for i in range(0, total, block_size)] for k, v in concatenated.items()}
 
 
-def mlm_collator(tokenizer, mlm_probability: float = 0.15, pad_to_multiple_of: int | None = None, seed=None):
-    """transformers' DataCollatorForLanguageModeling (BERT-style 80/10/10 masking of 15% of tokens)."""
-    from transformers import DataCollatorForLanguageModeling
+EXAMPLE_INDEX = "example_index"
 
-    if tokenizer.mask_token is None:
-        raise ValueError("MLM needs a tokenizer with a mask token (<mask>); this one has none.")
-    kwargs = {"seed": seed} if seed is not None else {}
-    return DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability,
-                                           pad_to_multiple_of=pad_to_multiple_of, **kwargs)
+
+def add_example_index(dataset):
+    """The column `DataCollatorForMaskedLM` seeds each example's masks with (0 .. len-1)."""
+    return dataset.add_column(EXAMPLE_INDEX, list(range(len(dataset))))
+
+
+def example_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for (run seed, epoch, example index), well mixed so neighbouring indices differ."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+@dataclass
+class DataCollatorForMaskedLM:
+    """BERT-style masking (of `mlm_probability` of the non-special tokens: 80% -> <mask>, 10% -> a random
+    token, 10% kept) whose random draws depend only on (seed, epoch, example index), never on how many
+    batches were drawn before: a resumed run masks every batch as the uninterrupted run did (transformers'
+    collator draws from the global generator, which a resume cannot put back where it was, since batches
+    are collated ahead of the step that uses them). Features need the `example_index` column
+    (`add_example_index`); `epoch` is set by `MaskingEpochCallback`."""
+
+    tokenizer: object
+    mlm_probability: float = 0.15
+    seed: int = 0
+    pad_to_multiple_of: int | None = None
+    epoch: int = 0
+
+    def __post_init__(self):
+        if self.tokenizer.mask_token is None:
+            raise ValueError("MLM needs a tokenizer with a mask token (<mask>); this one has none.")
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        missing = [i for i, f in enumerate(features) if EXAMPLE_INDEX not in f]
+        if missing:
+            raise ValueError(f"MLM features need an {EXAMPLE_INDEX!r} column (add_example_index); feature(s) "
+                             f"{missing[:5]} have only {sorted(features[missing[0]])}")
+        indices = [int(f[EXAMPLE_INDEX]) for f in features]
+        batch = self.tokenizer.pad([{k: v for k, v in f.items() if k != EXAMPLE_INDEX} for f in features],
+                                   return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of)
+        inputs = batch["input_ids"]
+        special = batch.pop("special_tokens_mask", None)
+        if special is None:
+            special = torch.tensor([self.tokenizer.get_special_tokens_mask(row, already_has_special_tokens=True)
+                                    for row in inputs.tolist()])
+        labels = inputs.clone()
+        mask_id = self.tokenizer.convert_tokens_to_ids(self.tokenizer.mask_token)
+        for row, (index, feature) in enumerate(zip(indices, features)):
+            n = len(feature["input_ids"])  # draws per real token: padding never changes an example's masks
+            g = torch.Generator().manual_seed(example_seed(self.seed, self.epoch, index))
+            chosen = torch.zeros(inputs.shape[1], dtype=torch.bool)
+            chosen[:n] = (torch.rand(n, generator=g) < self.mlm_probability) & ~special[row, :n].bool()
+            kind = torch.ones(inputs.shape[1])  # < 0.8: <mask>; 0.8-0.9: a random token; else kept
+            kind[:n] = torch.rand(n, generator=g)
+            random_ids = torch.zeros(inputs.shape[1], dtype=torch.long)
+            random_ids[:n] = torch.randint(len(self.tokenizer), (n,), generator=g)
+            labels[row, ~chosen] = IGNORE_INDEX
+            inputs[row, chosen & (kind < 0.8)] = mask_id
+            swap = chosen & (kind >= 0.8) & (kind < 0.9)
+            inputs[row, swap] = random_ids[swap]
+        batch["input_ids"], batch["labels"] = inputs, labels
+        return dict(batch)
+
+
+class MaskingEpochCallback(TrainerCallback):
+    """Tells a `DataCollatorForMaskedLM` which epoch is being drawn (new masks each epoch), and puts it back
+    to epoch 0 after training so a final evaluation masks the same way whatever the run length."""
+
+    def __init__(self, collator: DataCollatorForMaskedLM):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = math.floor((state.epoch or 0.0) + 1e-6)  # a resumed epoch starts mid-way
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.collator.epoch = 0
 
 
 # ------------------------------------------------------------------------------------------ retrieval
@@ -117,5 +192,6 @@ class DataCollatorForTypeInference:
         }
 
 
-__all__ = ["IGNORE_INDEX", "group_texts", "mlm_collator", "tokenize_retrieval_pairs", "DataCollatorForRetrieval",
+__all__ = ["IGNORE_INDEX", "EXAMPLE_INDEX", "group_texts", "add_example_index", "example_seed",
+           "DataCollatorForMaskedLM", "MaskingEpochCallback", "tokenize_retrieval_pairs", "DataCollatorForRetrieval",
            "align_word_labels", "tokenize_and_align_labels", "DataCollatorForTypeInference"]

@@ -18,8 +18,9 @@ import numpy as np
 from transformers import set_seed
 
 from .callbacks import GuardedTrainer, NaNGuardCallback
-from .collators import (DataCollatorForRetrieval, DataCollatorForTypeInference, group_texts, mlm_collator,
-                        tokenize_and_align_labels, tokenize_retrieval_pairs)
+from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval, DataCollatorForTypeInference,
+                        MaskingEpochCallback, add_example_index, group_texts, tokenize_and_align_labels,
+                        tokenize_retrieval_pairs)
 from .evaluation import evaluate_retrieval
 from .metrics_loader import load_metric
 from .models import build_model, load_tokenizer
@@ -118,8 +119,10 @@ def _start(model_args, training_args, run_args, dataset_path: str, columns: list
     return checkpoint, dsets, load_tokenizer(model_args)
 
 
-def _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds, collator,
+def _trainer(model, tokenizer, args: tuple, checkpoint, train_ds, eval_ds, collator,
              compute_metrics=None) -> GuardedTrainer:
+    """The Trainer of an entry point; `args` = (model_args, training_args, run_args)."""
+    model_args, training_args, run_args = args
     logger.info("model: %s, %s parameters", type(model).__name__, f"{sum(p.numel() for p in model.parameters()):,}")
     callbacks = [NaNGuardCallback(), *make_callbacks(run_args, tokenizer)]
     trainer = GuardedTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
@@ -143,8 +146,12 @@ def _save(trainer, tokenizer, task, model_args, data_args, run_args, metrics: di
     report_done(trainer.args, f"run_{task}")
 
 
-def _select(ds, n):
-    return ds if n is None else ds.select(range(min(n, len(ds))))
+def _tokenized(training_args, dsets, data_args, split: str, n: int | None, fn, desc: str, **fn_kwargs):
+    """The first `n` rows of `split` through the batched `fn` (main process first, so the cache is shared)."""
+    ds = require_split(dsets, split, data_args.dataset_path)
+    ds = ds if n is None else ds.select(range(min(n, len(ds))))
+    with training_args.main_process_first(desc="tokenize"):
+        return ds.map(fn, batched=True, remove_columns=ds.column_names, fn_kwargs=fn_kwargs, desc=desc)
 
 
 def encoder_parameters(folder: str) -> int | None:
@@ -161,7 +168,8 @@ def encoder_parameters(folder: str) -> int | None:
 # ------------------------------------------------------------------------------------------ entry points
 def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args) -> MLMResult:
     """Masked-language-model pretraining: texts tokenised, packed into `max_seq_length` blocks, 15% masked
-    (80/10/10); eval loss and perplexity. Without `model_name_or_path` a new model is built from the flags."""
+    (80/10/10, seeded per (seed, epoch, block) so a resumed run equals an uninterrupted one); eval loss and
+    perplexity. Without `model_name_or_path` a new model is built from the flags."""
     columns = [c.strip() for c in data_args.text_column.split(",") if c.strip()]
     checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, columns)
     model = build_model(model_args, "mlm", tokenizer)
@@ -181,13 +189,16 @@ def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args) ->
         with training_args.main_process_first(desc="tokenize"):
             tok = raw.map(lambda b: tokenizer(b["text"], return_special_tokens_mask=True), batched=True,
                           remove_columns=["text"], desc="tokenize")
-            return tok.map(group_texts, batched=True, fn_kwargs={"block_size": data_args.max_seq_length},
-                           desc=f"pack into {data_args.max_seq_length}-token blocks")
+            return add_example_index(tok.map(group_texts, batched=True, fn_kwargs={
+                "block_size": data_args.max_seq_length}, desc=f"pack into {data_args.max_seq_length}-token blocks"))
 
     train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
     eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
-    trainer = _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds,
-                       mlm_collator(tokenizer, data_args.mlm_probability))
+    collator = DataCollatorForMaskedLM(tokenizer, data_args.mlm_probability, seed=training_args.seed)
+    training_args.remove_unused_columns = False  # the collator needs the example index
+    trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
+                       collator)
+    trainer.add_callback(MaskingEpochCallback(collator))
 
     def add_perplexity(m):
         m["perplexity"] = math.exp(m["eval_loss"]) if m["eval_loss"] < 50 else float("inf")
@@ -218,18 +229,15 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
             tests[os.path.basename(os.path.normpath(path))] = extra
 
     def prepare(split, n):
-        ds = _select(require_split(dsets, split, data_args.dataset_path), n)
-        with training_args.main_process_first(desc="tokenize"):
-            return ds.map(tokenize_retrieval_pairs, batched=True, remove_columns=ds.column_names,
-                          fn_kwargs=dict(tokenizer=tokenizer, query_column=data_args.query_column,
-                                         code_column=data_args.code_column,
-                                         max_query_length=data_args.max_query_length,
-                                         max_code_length=data_args.max_code_length), desc="tokenize")
+        return _tokenized(training_args, dsets, data_args, split, n, tokenize_retrieval_pairs, "tokenize",
+                          tokenizer=tokenizer, query_column=data_args.query_column,
+                          code_column=data_args.code_column, max_query_length=data_args.max_query_length,
+                          max_code_length=data_args.max_code_length)
 
     train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
     eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
     training_args.remove_unused_columns = False
-    trainer = _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds,
+    trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
                        DataCollatorForRetrieval(tokenizer.pad_token_id))
     train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
     metrics = {k: v for k, v in eval_metrics.items() if k == "eval_loss"}
@@ -276,12 +284,9 @@ def run_type_inference(model_args, data_args: TypeInferenceDataArguments, traini
                         id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
 
     def prepare(split, n):
-        ds = _select(require_split(dsets, split, data_args.dataset_path), n)
-        with training_args.main_process_first(desc="tokenize"):
-            return ds.map(tokenize_and_align_labels, batched=True, remove_columns=ds.column_names,
-                          fn_kwargs=dict(tokenizer=tokenizer, tokens_column=data_args.tokens_column,
-                                         labels_column=data_args.labels_column,
-                                         max_length=data_args.max_seq_length), desc="tokenize + align labels")
+        return _tokenized(training_args, dsets, data_args, split, n, tokenize_and_align_labels,
+                          "tokenize + align labels", tokenizer=tokenizer, tokens_column=data_args.tokens_column,
+                          labels_column=data_args.labels_column, max_length=data_args.max_seq_length)
 
     train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
     eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
@@ -295,7 +300,7 @@ def run_type_inference(model_args, data_args: TypeInferenceDataArguments, traini
         return metric.compute(predictions=predicted[keep].tolist(), references=pred.label_ids[keep].tolist(),
                               ignore_labels=ignore)
 
-    trainer = _trainer(model, tokenizer, training_args, run_args, model_args, train_ds, eval_ds,
+    trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
                        DataCollatorForTypeInference(tokenizer.pad_token_id), compute_metrics)
     train_loss, _ = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
     metrics = {}

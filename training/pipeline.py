@@ -23,7 +23,7 @@ import datasets
 import transformers
 from transformers import TrainingArguments
 
-from mambacode.atomic import atomic_write_text
+from mambacode.atomic import atomic_directory, atomic_write_text
 from mambacode.corpus import read_snippets
 
 from .entry_points import (MLMDataArguments, RetrievalDataArguments, TypeInferenceDataArguments, run_mlm,
@@ -211,12 +211,9 @@ def export_models(folders: dict, root: str) -> list[str]:
     written = []
     for name, folder in folders.items():
         dest = os.path.join(root, name)
-        tmp = dest + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(folder, tmp, ignore=shutil.ignore_patterns("checkpoint-*", "runs", ".done",
-                                                                  "training_args.bin", "*.json.tmp"))
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        with atomic_directory(dest) as tmp:
+            shutil.copytree(folder, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+                "checkpoint-*", "runs", ".done", "training_args.bin", ".tmp-*"))
         written.append(dest)
     return written
 

@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 import markdown
 
-from mambacode.atomic import atomic_write_text
+from mambacode.atomic import atomic_path, atomic_write_text
 from mambacode.probing.report import layer_table
 from mambacode.tables import markdown_table
 
@@ -113,10 +113,9 @@ def results_plot(rows: dict, path: str) -> str | None:
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
         ax.set_title(TASK_TITLES[key])
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
