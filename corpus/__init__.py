@@ -7,7 +7,7 @@ queried by the docstrings inside) and ``type_inference`` (word-level type labels
 tokenizer can then be trained on the result, and `read_snippets` reads code back for probes and spectra.
 """
 
-from .build import TASKS, BuildConfig, CorpusBuild, build_corpus, corpus_is_complete
+from .build import TASKS, BuildConfig, CorpusBuild, build_corpus, corpus_is_complete, read_manifest
 from .long_context import LongContextConfig
 from .obfuscate import obfuscate
 from .pairs import PairFilters
@@ -20,6 +20,6 @@ from .types import align_labels_with_tokens
 __all__ = [
     "CORPUS_PACKAGES", "CORPUS_PINS", "BuildConfig", "CorpusBuild", "LongContextConfig", "PairFilters", "TASKS",
     "align_labels_with_tokens", "assign_splits", "build_corpus", "collect_tasks", "corpus_is_complete",
-    "corpus_texts", "missing_corpus_packages", "obfuscate", "read_snippets",
+    "corpus_texts", "missing_corpus_packages", "obfuscate", "read_manifest", "read_snippets",
     "split_functions", "train_tokenizer",
 ]

@@ -528,6 +528,21 @@ def _swap_into_place(staging: str, out: str) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def read_manifest(path: str) -> dict:
+    """The manifest of the build at ``path``: rows, files, sources (name, version, licence, files), the
+    Python version and which ``[corpus]`` pins were missing or at other versions."""
+    manifest_path = os.path.join(path, MANIFEST_FILE)
+    try:
+        with open(manifest_path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{manifest_path}: no corpus manifest (build the corpus with "
+                                "scripts/build_corpus.py)") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{manifest_path}: expected format {MANIFEST_FORMAT!r}")
+    return manifest
+
+
 def corpus_is_complete(path: str, verify_checksums: bool = False) -> bool:
     """True when ``path`` holds a whole build: its manifest, every file it lists at the listed size (and
     SHA-256, if asked) and every split with the listed number of rows. False for partial or foreign folders.
@@ -535,10 +550,7 @@ def corpus_is_complete(path: str, verify_checksums: bool = False) -> bool:
     Files added later (``datasets`` cache files beside the data) do not matter.
     """
     try:
-        with open(os.path.join(path, MANIFEST_FILE), encoding="utf-8") as fh:
-            manifest = json.load(fh)
-        if manifest.get("format") != MANIFEST_FORMAT:
-            return False
+        manifest = read_manifest(path)
         for rel, info in manifest["files"].items():
             full = os.path.join(path, rel)
             if os.path.getsize(full) != info["bytes"] or (verify_checksums and _sha256(full) != info["sha256"]):

@@ -24,7 +24,8 @@ import os
 import sys
 import time
 
-from mambacode.corpus import build_corpus, corpus_is_complete, corpus_texts, train_tokenizer
+from mambacode.corpus import (build_corpus, corpus_is_complete, corpus_texts, missing_corpus_packages, read_manifest,
+                              train_tokenizer)
 from mambacode.training import MLMResult, RetrievalResult, TypeInferenceResult
 from mambacode.training.pipeline import (TASKS, VARIANTS, ExportResult, Preset, ProbeResult, SpectrumResult,
                                          StageError, StageRunner, export_models, finetune, pretrain, probe,
@@ -111,8 +112,8 @@ def reproduce(out: str, preset_name: str, variants: list[str], skip_anchor: bool
                     p, pre[v].output_dir, ft[k].output_dir, f, tokenizer, corpus),
                     SpectrumResult)
     stage.timings["total_before_report"] = round(time.time() - t0, 1)
-    return stage("report", out, lambda: write_report(out, preset_name, p, pre, ft, probes, spectra, stage.timings),
-                 done=lambda: False)
+    return stage("report", out, lambda: write_report(out, preset_name, p, pre, ft, probes, spectra, stage.timings,
+                                                     read_manifest(corpus)), done=lambda: False)
 
 
 def main(argv=None) -> int:
@@ -122,6 +123,9 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=None, help=f"comma list, subset of {list(VARIANTS)} (default: all)")
     ap.add_argument("--no_anchor", action="store_true", help="skip the spectral-regulariser fine-tunes")
     ap.add_argument("--verbose", action="store_true", help="stage output on the console instead of log files")
+    ap.add_argument("--allow_unpinned_corpus", action="store_true",
+                    help="build the corpus even where [corpus] packages are missing or at other versions (the "
+                         "tables will then differ from the README's)")
     args = ap.parse_args(argv)
     variants = list(VARIANTS)
     if args.variants:
@@ -129,6 +133,11 @@ def main(argv=None) -> int:
         bad = [v for v in variants if v not in VARIANTS]
         if bad:
             ap.error(f"--variants: unknown {bad}; choose from {list(VARIANTS)}")
+    problems = missing_corpus_packages()
+    if problems and not args.allow_unpinned_corpus and not corpus_is_complete(os.path.join(args.output_dir, "corpus")):
+        print(f"error: the corpus would differ from the README's: [corpus] packages not as pinned: {', '.join(problems)}."
+              ' Install them with `pip install -e ".[corpus]"`, or pass --allow_unpinned_corpus.', file=sys.stderr)
+        return 2
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))

@@ -63,6 +63,11 @@ def test_failing_stage_is_named_with_its_log_and_not_marked_done(tmp_path):
                for h in logging.getLogger().handlers)
 
 
+MANIFEST = {"python": "3.11.7", "missing_packages": [], "off_pin_packages": ["sympy==1.14.0 (installed: 1.13.3)"],
+            "sources": [{"name": "python-stdlib", "version": "3.11.7", "license": "PSF-2.0", "num_files": 707},
+                        {"name": "attrs", "version": "26.1.0", "license": "MIT", "num_files": 19}]}
+
+
 def _fake_library(rp, monkeypatch, calls, fail=None):
     """Replace the driver's library calls by fakes writing nothing but their folders; `fail`: a stage name."""
     def record(name, result):
@@ -78,6 +83,8 @@ def _fake_library(rp, monkeypatch, calls, fail=None):
 
     monkeypatch.setattr(rp, "build_corpus", build_corpus)
     monkeypatch.setattr(rp, "corpus_is_complete", lambda d: os.path.exists(os.path.join(d, "corpus_manifest.json")))
+    monkeypatch.setattr(rp, "read_manifest", lambda d: MANIFEST)
+    monkeypatch.setattr(rp, "missing_corpus_packages", lambda: [])
     monkeypatch.setattr(rp, "corpus_texts", lambda corpus: [])
     monkeypatch.setattr(rp, "train_tokenizer", lambda texts, **kw: record("tokenizer", None))
     monkeypatch.setattr(rp, "pretrain", lambda p, v, tok, corpus, out: record(
@@ -118,6 +125,21 @@ def test_driver_names_a_failing_stage_and_resumes_after_it(rp, tmp_path, monkeyp
     assert "| rocoder | 1,007 | 17.0 | 12.50 | 25.00 | 25.00 | 50.00 | 75.00 |" in md
     calls.clear()
     assert rp.main(argv) == 0 and calls == []  # everything done: nothing but the report
+    # the corpus' exact sources, from its manifest
+    md = open(os.path.join(out, "report.md")).read()
+    assert "| python-stdlib | 3.11.7 | PSF-2.0 | 707 |" in md and "| attrs | 26.1.0 | MIT | 19 |" in md
+    assert "**Not as pinned** (this corpus differs from the README's): sympy==1.14.0 (installed: 1.13.3)" in md
+
+
+def test_driver_refuses_a_corpus_that_would_differ_from_the_readme(rp, tmp_path, monkeypatch, capsys):
+    calls = []
+    _fake_library(rp, monkeypatch, calls)
+    monkeypatch.setattr(rp, "missing_corpus_packages", lambda: ["rich==15.0.0 (not installed)"])
+    argv = ["--preset", "tiny", "--output_dir", str(tmp_path / "run"), "--variants", "s4d"]
+    assert rp.main(argv) == 2 and calls == []
+    err = capsys.readouterr().err
+    assert "rich==15.0.0 (not installed)" in err and 'pip install -e ".[corpus]"' in err
+    assert rp.main([*argv, "--allow_unpinned_corpus"]) == 0 and calls[0] == "corpus"
 
 
 def test_report_from_typed_results(tmp_path):

@@ -119,9 +119,21 @@ def results_plot(rows: dict, path: str) -> str | None:
     return path
 
 
+def sources_section(manifest: dict) -> list[str]:
+    """The corpus' exact sources (from its manifest): what a rerun elsewhere must install to get this corpus."""
+    rows = [(s["name"], s["version"], s.get("license") or "?", f"{s['num_files']:,}") for s in manifest["sources"]]
+    lines = [f"Python {manifest['python']}; packages pinned by the `[corpus]` extra in setup.cfg.", "",
+             markdown_table(["source", "version", "licence", "files"], rows)]
+    problems = list(manifest.get("missing_packages") or []) + list(manifest.get("off_pin_packages") or [])
+    if problems:
+        lines += ["", "**Not as pinned** (this corpus differs from the README's): " + ", ".join(map(str, problems))]
+    return lines
+
+
 def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: dict, timings: dict,
-                  figures: list) -> str:
-    """The Markdown report; `figures`: (caption, path relative to the report) pairs."""
+                  figures: list, manifest: dict | None = None) -> str:
+    """The Markdown report; `figures`: (caption, path relative to the report) pairs; `manifest`: the
+    corpus manifest (`mambacode.corpus.read_manifest`), whose sources are listed."""
     md = [f"# MambaCode reproduction report (preset `{preset_name}`)", "",
           f"Settings: `{json.dumps(asdict(preset))}`", "",
           "## Table 1: downstream results", "",
@@ -134,6 +146,7 @@ def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: d
           "embedding output.", "", probe_table(probes, "directprobe"), "",
           "### Linear probe accuracy", "", probe_table(probes, "linear"), "",
           "## Spectral shift (pretrained -> fine-tuned)", "", spectrum_table(spectra), "",
+          *(["## Corpus sources", "", *sources_section(manifest), ""] if manifest else []),
           "## Stage timings (s)", "", markdown_table(["stage", "seconds"], list(timings.items())), "",
           "## Figures", ""]
     for caption, rel in figures:
@@ -161,7 +174,7 @@ def markdown_to_html(text: str, base: str) -> str:
 
 
 def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, finetuned: dict, probes: dict,
-                 spectra: dict, timings: dict) -> str:
+                 spectra: dict, timings: dict, manifest: dict | None = None) -> str:
     """Write report.md, report.html, results.json and results.png to `output_dir`; returns report.md's path.
     `probes`: {'pretrained' | 'finetuned': ProbeResult}."""
     rows = results_rows(pretrained, finetuned)
@@ -175,12 +188,12 @@ def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, fi
         for name in sorted(n for t, n in spectra if t == task):
             figures += [(f"Spectra {name} before/after {task} fine-tuning ({os.path.basename(p)[:-4]})",
                          os.path.relpath(p, output_dir)) for p in spectra[(task, name)].figures]
-    text = render_report(preset_name, preset, rows, list(probes.values()), spectra, timings, figures)
+    text = render_report(preset_name, preset, rows, list(probes.values()), spectra, timings, figures, manifest)
     path = atomic_write_text(os.path.join(output_dir, "report.md"), text)
     atomic_write_text(os.path.join(output_dir, "report.html"), markdown_to_html(text, output_dir))
     atomic_write_text(os.path.join(output_dir, "results.json"), json.dumps(rows, indent=1))
     return path
 
 
-__all__ = ["results_rows", "results_table", "probe_table", "spectrum_table", "model_label", "render_report",
+__all__ = ["results_rows", "results_table", "probe_table", "spectrum_table", "model_label", "render_report", "sources_section",
            "markdown_to_html", "write_report"]
