@@ -10,7 +10,7 @@ import os
 import pytest
 
 from mambacode.training import MLMResult, RetrievalResult, TypeInferenceResult
-from mambacode.training.pipeline import ExportResult, ProbeResult, SpectrumResult, StageError, StageRunner
+from mambacode.training.pipeline import ProbeResult, SpectrumResult, StageError, StageRunner
 from mambacode.training.reproduction_report import markdown_to_html, write_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
