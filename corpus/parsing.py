@@ -13,7 +13,8 @@ from typing import Iterator
 from tree_sitter import Node, Query, QueryCursor
 
 from ..languages import LANGUAGES as _TABLE
-from ..languages import get_language, get_parser, grammar_key
+from ..languages import get_language, get_parser
+from ..languages import grammar_key  # noqa: F401  (build.py and extract.py import it from here)
 from ..languages import language_of as _language_of
 
 #: the languages the corpus mines (their extensions, grammars and dialects come from `mambacode.languages`)

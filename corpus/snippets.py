@@ -48,7 +48,8 @@ def read_snippets(corpus_dir: str | None = None, *, source_dir: str | None = Non
     given = [name for name, value in (("corpus_dir", corpus_dir), ("source_dir", source_dir),
                                       ("inputs_file", inputs_file)) if value]
     if len(given) != 1:
-        raise ValueError(f"read_snippets: give exactly one of corpus_dir, source_dir, inputs_file (got {given or 'none'})")
+        raise ValueError("read_snippets: give exactly one of corpus_dir, source_dir, inputs_file "
+                         f"(got {given or 'none'})")
     name = get_spec(language).name if language is not None else None
     if corpus_dir:
         return _from_corpus(corpus_dir, name, dataset, split, max_snippets, seed)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .code_graph import CodeGraph, DFG_KINDS, code_graph
+from .code_graph import DFG_KINDS, CodeGraph, ParseLimitError, ParseLimits, code_graph
 
 TASKS = ("distance", "siblings", "dfg")
 DISTANCE_CLASSES = (2, 3, 4, 5, 6)
@@ -137,12 +138,15 @@ class ProbeSet:
 def build_probe_set(snippets: Iterable[str], language: str, tasks: Sequence[str] = TASKS,
                     n_per_class: dict[str, int] | int | None = None, seed: int = 0,
                     max_tokens: int = 256, min_tokens: int = 4, test_fraction: float = 0.2,
-                    progress: bool = True) -> ProbeSet:
+                    progress: bool = True, limits: ParseLimits | None = None) -> ProbeSet:
     """Parse `snippets`, sample balanced pairs per task and split 80/20 (stratified, seeded).
 
     Snippets with more than `max_tokens` code tokens are cut to their first `max_tokens` tokens (pairs are
     drawn inside that prefix, which keeps them within a model's context); those with syntax errors keep the
-    well-formed part; snippets with fewer than `min_tokens` tokens are skipped. Counts go into `meta`.
+    well-formed part; snippets with fewer than `min_tokens` tokens are skipped, and so are snippets beyond
+    the parser's `limits` (`code_graph.ParseLimits`: counted as `n_skipped_too_large`, `..._too_deep`,
+    `..._too_complex`, `..._too_slow`); lone surrogates are replaced (`n_surrogates_replaced`). Counts go
+    into `meta` (the limit counters only when nonzero).
     A class with fewer candidates than requested is sampled whole and reported in `available`.
     """
     for t in tasks:
@@ -158,9 +162,16 @@ def build_probe_set(snippets: Iterable[str], language: str, tasks: Sequence[str]
     graphs: list[CodeGraph] = []
     meta = {"seed": seed, "max_tokens": max_tokens, "n_snippets_in": 0, "n_skipped_short": 0,
             "n_with_syntax_errors": 0, "n_error_tokens_dropped": 0, "n_truncated": 0}
+    skipped = Counter()  # ParseLimitError reasons, and snippets whose lone surrogates were replaced
     for code in tqdm(snippets, desc=f"parse {language}", disable=not progress, unit="snippet"):
         meta["n_snippets_in"] += 1
-        g = code_graph(code, language)
+        try:
+            g = code_graph(code, language, limits=limits)
+        except ParseLimitError as exc:
+            skipped[f"n_skipped_{exc.reason}"] += 1
+            continue
+        if g.code is not code:  # lone surrogates were replaced
+            skipped["n_surrogates_replaced"] += 1
         if g.has_error:
             meta["n_with_syntax_errors"] += 1
             meta["n_error_tokens_dropped"] += g.n_error_tokens
@@ -170,11 +181,9 @@ def build_probe_set(snippets: Iterable[str], language: str, tasks: Sequence[str]
         if len(g) > max_tokens:
             meta["n_truncated"] += 1
             keep = max_tokens
-            g = CodeGraph(code=g.code, language=g.language, tokens=g.tokens[:keep], paths=g.paths[:keep],
-                          dfg_edges=[e for e in g.dfg_edges if e[0] < keep and e[1] < keep],
-                          variables=[v for v in g.variables if v < keep], has_error=g.has_error,
-                          n_error_tokens=g.n_error_tokens)
+            g = g.truncated(keep)
         graphs.append(g)
+    meta.update(sorted(skipped.items()))
     if not graphs:
         raise ValueError(f"no usable {language} snippets: {meta}")
     out_tasks = {}
