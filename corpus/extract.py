@@ -61,7 +61,10 @@ def process_file(task: FileTask, config: ExtractConfig) -> FileResult:
     key = grammar_key(task.language, task.path)
     try:
         tree = parse(data, key)
-    except Exception:  # tree-sitter gives up (timeouts, pathological input): count, do not crash
+    except TimeoutError:  # a pathological input: some grammars take exponential time
+        result.skip = "parse_timeout"
+        return result
+    except Exception:  # tree-sitter gives up otherwise: count, do not crash
         result.skip = "unparseable"
         return result
     root = tree.root_node

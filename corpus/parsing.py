@@ -13,7 +13,7 @@ from typing import Iterator
 from tree_sitter import Node, Query, QueryCursor
 
 from ..languages import LANGUAGES as _TABLE
-from ..languages import get_language, get_parser
+from ..languages import get_language, get_parser, parse_within
 from ..languages import grammar_key  # noqa: F401  (build.py and extract.py import it from here)
 from ..languages import language_of as _language_of
 
@@ -31,9 +31,15 @@ def get_query(language: str, source: str) -> Query:
     return Query(get_language(language), source)
 
 
-def parse(source: bytes, language: str):
-    """Parse bytes with a grammar key (a language or a dialect such as ``tsx``, see :func:`grammar_key`)."""
-    return get_parser(language).parse(source)
+#: seconds tree-sitter may spend on one file before it is skipped as ``parse_timeout`` (real files take
+#: milliseconds; some broken inputs make a grammar take exponential time)
+PARSE_SECONDS = 10.0
+
+
+def parse(source: bytes, language: str, seconds: float = PARSE_SECONDS):
+    """Parse bytes with a grammar key (a language or a dialect such as ``tsx``, see :func:`grammar_key`);
+    raises ``TimeoutError`` after ``seconds``."""
+    return parse_within(language, source, seconds)
 
 
 def captures(language: str, query: str, node: Node) -> dict[str, list[Node]]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..languages import get_parser, get_spec
+from ..languages import get_spec, parse_within
 
 COMES_FROM = "comesFrom"
 COMPUTED_FROM = "computedFrom"
@@ -232,15 +232,10 @@ def _walk(root, spec, limits: ParseLimits, deadline: float):
             stack.pop()
 
 
-def _parse(parser, src: bytes, deadline: float, limits: ParseLimits):
-    """tree-sitter's parse, halted at the deadline: some grammars take exponential time on some broken
-    inputs (a mutated 3 KB TypeScript function parsed for minutes), and only the progress callback can
-    stop the C parser."""
-    try:  # (a memoryview chunk would be freed under the parser's feet: bytes slices it is)
-        return parser.parse(lambda offset, _point: src[offset:offset + 65536],
-                            progress_callback=lambda _offset, _has_error: time.perf_counter() > deadline)
-    except ValueError:  # "Parsing failed": halted by the callback
-        parser.reset()  # else the next parse would resume this one
+def _parse(grammar: str, src: bytes, deadline: float, limits: ParseLimits):
+    try:
+        return parse_within(grammar, src, deadline - time.perf_counter())
+    except TimeoutError:
         raise ParseLimitError("too_slow", f"tree-sitter parse over {limits.time_limit} s") from None
 
 
@@ -257,7 +252,7 @@ def code_graph(code: str, language: str, with_dataflow: bool = True, limits: Par
     src = code.encode("utf-8")
     if len(src) > limits.max_bytes:
         raise ParseLimitError("too_large", f"{len(src)} bytes, over {limits.max_bytes}")
-    tree = _parse(get_parser(spec.name), src, deadline, limits)
+    tree = _parse(spec.name, src, deadline, limits)
     # byte offset -> character offset (needed to align with tokenizers' character offsets)
     if len(src) == len(code):
         b2c = None

@@ -161,6 +161,21 @@ def test_hostile_tree_builds_and_names_every_skip(hostile):
     assert corpus_is_complete(out)
 
 
+def test_a_parse_over_its_time_budget_is_skipped_and_named(tmp_path, monkeypatch):
+    """tree-sitter halted by its deadline (here a budget of -1 s, through the real progress callback): the
+    file is skipped as `parse_timeout` and named, the build completes."""
+    import mambacode.corpus.extract as extract_mod
+    from mambacode.corpus import parsing
+
+    src = tmp_path / "src" / "pkg"
+    src.mkdir(parents=True)
+    (src / "mod.py").write_text(package_source(0))
+    monkeypatch.setattr(extract_mod, "parse", lambda data, key: parsing.parse(data, key, seconds=-1.0))
+    result = build_corpus(str(tmp_path / "out"), source_dirs=[str(tmp_path / "src")], **OPTIONS)
+    assert [(x["reason"], x["path"]) for x in result.skipped_files] == [("file_parse_timeout", "src/pkg/mod.py")]
+    assert result.skipped["file_parse_timeout"] == 1
+
+
 def test_each_real_file_counted_once(hostile):
     _, out, result = hostile
     retrieval = [r for split in rows(out, "retrieval").values() for r in split]

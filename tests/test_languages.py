@@ -81,7 +81,10 @@ def test_one_parser_cache_for_aliases_corpus_and_probing():
     import importlib
 
     cg = importlib.import_module("mambacode.probing.code_graph")
-    assert get_parser("py") is get_parser("python") is parsing.get_parser("python") is cg.get_parser("PYTHON")
+    from mambacode.languages import parse_within
+
+    assert get_parser("py") is get_parser("python") is parsing.get_parser("python") is get_parser("PYTHON")
+    assert cg.parse_within is parsing.parse_within is parse_within  # both parse through the one cache
     assert get_spec("golang") is LANGUAGES["go"]
     with pytest.raises(ValueError, match="unsupported language 'cobol'.*go, java"):
         get_parser("cobol")
@@ -101,3 +104,19 @@ def test_split_functions_cuts_the_function_nodes_of_the_table(language, code, na
     assert len(got) == len(names)
     for snippet, start in zip(got, names):
         assert snippet.startswith(start)
+
+
+def test_parse_within_halts_and_leaves_the_cached_parser_usable():
+    """A parse over its time budget raises TimeoutError; the shared parser is reset, so the next parse of
+    other code gives the same tree as a fresh tree_sitter.Parser would (not a continuation of the halted one)."""
+    import tree_sitter
+
+    from mambacode.languages import parse_within
+
+    big = ("def f(a):\n    return [a, (a + 1), {'k': a}]\n" * 2000).encode()
+    with pytest.raises(TimeoutError, match="gave up"):
+        parse_within("python", big, -1.0)
+    small = b"def g(x):\n    return x * 2\n"
+    tree = parse_within("python", small, 5.0)
+    fresh = tree_sitter.Parser(get_language("python")).parse(small)
+    assert str(tree.root_node) == str(fresh.root_node) and not tree.root_node.has_error
