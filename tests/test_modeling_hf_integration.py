@@ -323,3 +323,32 @@ def test_tokenizer_and_sentence_transformer_load_without_mambacode(tmp_path, tin
     for name, ids in json.loads((tmp_path / "ids.json").read_text()).items():
         assert ids == expected_ids, name
     torch.testing.assert_close(torch.load(tmp_path / "st.pt"), expected, atol=1e-5, rtol=0)
+
+
+def test_run_retrieval_evaluates_with_loss_and_mrr(tmp_path, tokenizer, tiny):
+    """The entry point wires the whole-pool compute_metrics in: eval_loss and eval_mrr reach the results, and
+    best-model selection by MRR works; the saved folder is a sentence-transformers model."""
+    from datasets import Dataset, DatasetDict
+    from transformers import TrainingArguments
+
+    from mambacode.training.entry_points import RetrievalDataArguments, run_retrieval
+    from mambacode.training.models import ModelArguments
+    from mambacode.training.script_utils import RunArguments
+
+    _, folder = _saved(tmp_path, tokenizer, tiny)
+    rows = Dataset.from_dict({"query": ["sum two numbers", "loop ten times", "empty class", "add values"] * 2,
+                              "code": TEXTS[:4] * 2})
+    DatasetDict({"train": rows, "validation": rows, "test": rows}).save_to_disk(str(tmp_path / "data"))
+    out = tmp_path / "out"
+    args = TrainingArguments(output_dir=str(out), do_train=True, do_eval=True, max_steps=2, eval_strategy="steps",
+                             eval_steps=1, save_steps=1, metric_for_best_model="mrr", load_best_model_at_end=True,
+                             per_device_train_batch_size=4, per_device_eval_batch_size=3, report_to="none",
+                             use_cpu=True)
+    run_retrieval(ModelArguments(model_name_or_path=str(folder)),
+                  RetrievalDataArguments(dataset_path=str(tmp_path / "data"), max_query_length=16,
+                                         max_code_length=32, max_eval_samples=6), args, RunArguments())
+    results = json.loads((out / "eval_results.json").read_text())
+    assert math.isfinite(results["eval_loss"]) and 0 < results["eval_mrr"] <= 1
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["best_metric"] == max(h["eval_mrr"] for h in state["log_history"] if "eval_mrr" in h)
+    assert (out / "modules.json").exists() and (out / "1_Pooling" / "config.json").exists()
