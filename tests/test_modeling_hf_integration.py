@@ -95,6 +95,13 @@ def test_sentence_transformers_trainer_trains_it(tmp_path, tokenizer, tiny):
     assert math.isfinite(result.training_loss) and result.training_loss > 0
     changed = [n for n, p in st.named_parameters() if not torch.equal(p.detach(), before[n])]
     assert any("layers.0" in n for n in changed) and any("embeddings" in n for n in changed)
+    # sentence-transformers' own save (which calls our save_pretrained inside) keeps its files and reloads
+    st.prompts = {"query": "query: "}
+    st.save(str(tmp_path / "st"))
+    again = SentenceTransformer(str(tmp_path / "st"), trust_remote_code=True, device="cpu")
+    assert again.prompts.get("query") == "query: " and again.similarity_fn_name == "cosine"
+    torch.testing.assert_close(again.encode(TEXTS, convert_to_tensor=True), st.encode(TEXTS, convert_to_tensor=True),
+                               atol=1e-6, rtol=0)
 
 
 # ------------------------------------------------------------------------------ Trainer: eval loss, MRR
