@@ -59,7 +59,25 @@ def train_tokenizer(
     if output_dir is not None:
         os.makedirs(output_dir, exist_ok=True)
         fast.save_pretrained(output_dir)
+        name_tokenizer_class(output_dir, type(fast).__name__)
     return fast
+
+
+def name_tokenizer_class(folder: str, class_name: str) -> None:
+    """Make `folder/tokenizer_config.json` name its tokenizer class (a transformers class), so that
+    `AutoTokenizer` picks it without the model's config and never needs the model's remote code."""
+    import json
+
+    path = os.path.join(folder, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as fh:
+        config = json.load(fh)
+    if config.get("tokenizer_class") == class_name:
+        return
+    config["tokenizer_class"] = class_name
+    config.pop("auto_map", None)  # a class named by transformers needs no remote tokenizer code
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(config, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
 
 
 def _non_empty(texts: Iterable[str]) -> Iterator[str]:

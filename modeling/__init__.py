@@ -23,7 +23,9 @@ from .modeling_mambacode import (
     MambaCodeModelOutput,
     MambaCodePreTrainedModel,
     MambaCodeRetrievalOutput,
+    SENTENCE_TRANSFORMERS_TAGS,
     count_parameters,
+    encode_texts,
     pool,
 )
 from .s4d import S4DKernel, S4DMixer

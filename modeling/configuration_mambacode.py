@@ -50,6 +50,9 @@ class MambaCodeConfig(PretrainedConfig):
     """
 
     model_type = "mambacode"
+    # Trainer leaves these out of the predictions it gathers for compute_metrics (token states of every
+    # batch would be padded and concatenated for nothing); the heads' logits and embeddings stay
+    keys_to_ignore_at_inference = ["last_hidden_state", "hidden_states"]
 
     def __init__(
         self,

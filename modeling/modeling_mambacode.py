@@ -28,6 +28,7 @@ from .checksums import CHECKSUM_FILE, DamagedWeightsError, verify_folder, write_
 from .configuration_mambacode import MambaCodeConfig
 from .mamba2 import BiMamba2Mixer
 from .s4d import S4DKernel, S4DMixer
+from .sentence_transformers_files import SENTENCE_TRANSFORMERS_TAGS, write_sentence_transformers_files
 from .spectral_anchor import NO_ANCHOR, SpectralAnchor
 
 # auto class -> class name, written into every saved config so any Auto* class loads the folder remotely
@@ -51,14 +52,19 @@ class MambaCodeModelOutput(ModelOutput):
 
 @dataclass
 class MambaCodeRetrievalOutput(ModelOutput):
-    """Bi-encoder output: L2-normalised `embeddings` of the first input, `code_embeddings` of the second,
-    the in-batch InfoNCE `loss` when both are given, plus the encoder's token states of the first input."""
+    """Bi-encoder output: the encoder's token states of the first input, its L2-normalised `embeddings`,
+    `code_embeddings` of the second input, their similarity `logits` and the in-batch InfoNCE `loss` when
+    both are given.
+
+    The token states come first (after the loss), as in transformers' encoders: `output[0]` without a loss
+    is `last_hidden_state`, which the feature-extraction pipeline returns.
+    """
 
     loss: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
     embeddings: torch.FloatTensor | None = None
     code_embeddings: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    last_hidden_state: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
@@ -208,17 +214,28 @@ class MambaCodePreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Also record every Auto* class in `auto_map`, so any of them loads the folder remotely, and write
-        `checksums.sha256` (SHA-256 of every weight file) that `from_pretrained` verifies."""
+        `checksums.sha256` (SHA-256 of every weight file) that `from_pretrained` verifies (plus the head's
+        own files, see `_write_extra_files`)."""
         self.config.auto_map = dict(AUTO_MAP)
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
+            self._write_extra_files(os.fspath(save_directory))
             write_checksums(os.fspath(save_directory))
         return result
 
+    def _write_extra_files(self, folder: str) -> None:
+        """Files a head saves beside its weights (the retrieval head: sentence-transformers files)."""
+
     def _upload_modified_files(self, working_dir, *args, **kwargs):
-        # save_pretrained(push_to_hub=True) uploads before it returns: write the checksums first
+        # save_pretrained(push_to_hub=True) uploads before it returns: write the extra files and checksums first
+        self._write_extra_files(os.fspath(working_dir))
         write_checksums(os.fspath(working_dir))
         return super()._upload_modified_files(working_dir, *args, **kwargs)
+
+    def _return(self, output: ModelOutput, return_dict: bool | None):
+        """`output`, or its tuple of non-None fields when `return_dict` (default: config.return_dict) is False."""
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, verify_weights: bool = True, **kwargs):
@@ -479,7 +496,7 @@ class MambaCodeForMaskedLM(MambaCodePreTrainedModel):
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
         loss = self._add_spectral_anchor(loss)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return self._return(MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states), return_dict)
 
 
 class MambaCodeForRetrieval(MambaCodePreTrainedModel):
@@ -511,7 +528,11 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
         return F.normalize(pooled.float(), dim=-1), out
 
     def forward(self, input_ids=None, attention_mask=None, code_input_ids=None, code_attention_mask=None,
-                output_hidden_states=None, return_dict=None, **kwargs) -> MambaCodeRetrievalOutput:
+                output_hidden_states=None, return_dict=None, return_loss: bool | None = True,
+                **kwargs) -> MambaCodeRetrievalOutput:
+        """Embed `input_ids` (and `code_input_ids` if given). With both, `logits` are the scaled similarities
+        and, unless `return_loss=False`, `loss` is the in-batch InfoNCE. `return_loss` defaults to True as in
+        CLIP, so `Trainer.evaluate()` reports `eval_loss` although the batches carry no labels."""
         emb, out = self.embed(input_ids, attention_mask, output_hidden_states)
         code_emb = logits = loss = None
         if code_input_ids is not None:
@@ -520,10 +541,15 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
                 raise ValueError(f"code_input_ids has {len(code_emb)} rows but input_ids has {len(emb)}: the "
                                  "in-batch loss pairs query i with code i.")
             logits = emb @ code_emb.T / self.temperature().to(emb.device)
-            loss = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+            if return_loss is not False:
+                loss = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
         loss = self._add_spectral_anchor(loss)
-        return MambaCodeRetrievalOutput(loss=loss, embeddings=emb, code_embeddings=code_emb, logits=logits,
-                                        last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states)
+        output = MambaCodeRetrievalOutput(loss=loss, last_hidden_state=out.last_hidden_state, embeddings=emb,
+                                          code_embeddings=code_emb, logits=logits, hidden_states=out.hidden_states)
+        return self._return(output, return_dict)
+
+    def _write_extra_files(self, folder: str) -> None:
+        write_sentence_transformers_files(folder, self.config)
 
     @torch.no_grad()
     def encode(self, texts, tokenizer, batch_size: int = 32, max_length: int | None = None,
@@ -536,44 +562,60 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
         no UTF-8 tokenizer accepts) become U+FFFD, and surrogate pairs are joined into their character. A text
         that tokenizes to no tokens at all gets a zero vector.
         """
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise ValueError(f"encode: texts[{i}] is a {type(t).__name__}, expected a string.")
-        limit = self.config.max_position_embeddings
         for name, value in (("max_length", max_length), ("batch_size", batch_size)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"encode: {name}={value!r} is invalid: expected a positive integer"
                                  f"{' or None (= max_position_embeddings)' if name == 'max_length' else ''}.")
+        limit = self.config.max_position_embeddings
         max_length = limit if max_length is None else min(max_length, limit)
-        result = torch.zeros(len(texts), self.config.hidden_size)
-        if not texts:
-            return result
-        texts = [fix_surrogates(t) for t in texts]
-        device = device or next(self.parameters()).device
-        was_training = self.training
-        self.eval()
-        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-        order = sorted((i for i in range(len(texts)) if lengths[i] > 0), key=lambda i: -lengths[i])
-        starts = range(0, len(order), batch_size)
-        if show_progress_bar is None:
-            show_progress_bar = len(starts) > 1
-        try:
-            from tqdm.auto import tqdm
+        return encode_texts(self, tokenizer, texts, max_length, batch_size, show_progress_bar, device)
 
-            starts = tqdm(starts, desc="encode", disable=not show_progress_bar)
-        except ImportError:
-            pass
+
+@torch.no_grad()
+def encode_texts(model, tokenizer, texts, max_length: int, batch_size: int = 32,
+                 show_progress_bar: bool | None = None, device=None, desc: str = "encode") -> torch.Tensor:
+    """The one embedding loop (`encode`, whole-pool evaluation): (n, d) L2-normalised float32 embeddings of
+    `texts` by `model.embed(input_ids, attention_mask)` (any bi-encoder with that method), input order kept.
+
+    Texts are sorted by tokenized length (longest first, ties in input order) and cut into batches of
+    `batch_size`, each padded to its longest text; texts are truncated to `max_length` tokens. Texts with
+    no tokens get a zero vector; surrogates are fixed as `fix_surrogates` does. The progress bar shows
+    by default when there is more than one batch.
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ValueError(f"encode: texts[{i}] is a {type(t).__name__}, expected a string.")
+    result = torch.zeros(len(texts), model.config.hidden_size)
+    if not texts:
+        return result
+    texts = [fix_surrogates(t) for t in texts]
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    order = sorted((i for i in range(len(texts)) if lengths[i] > 0), key=lambda i: -lengths[i])
+    starts = range(0, len(order), batch_size)
+    if show_progress_bar is None:
+        show_progress_bar = len(starts) > 1
+    try:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, disable=not show_progress_bar, leave=False)
+    except ImportError:
+        pass
+    try:
         for start in starts:
             idx = order[start:start + batch_size]
             batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
                               return_tensors="pt")
-            emb, _ = self.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            result[idx] = emb.cpu()
-        self.train(was_training)
-        return result
+            emb, _ = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            result[idx] = emb.float().cpu()
+    finally:
+        model.train(was_training)
+    return result
 
 
 class _MambaCodeClassifier(MambaCodePreTrainedModel):
@@ -599,7 +641,8 @@ class MambaCodeForTokenClassification(_MambaCodeClassifier):
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1), ignore_index=-100)
         loss = self._add_spectral_anchor(loss)
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return self._return(TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states),
+                            return_dict)
 
 
 class MambaCodeForSequenceClassification(_MambaCodeClassifier):
@@ -623,7 +666,8 @@ class MambaCodeForSequenceClassification(_MambaCodeClassifier):
             else:
                 loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
         loss = self._add_spectral_anchor(loss)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return self._return(SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states),
+                            return_dict)
 
 
 def count_parameters(config: MambaCodeConfig) -> int:
@@ -643,5 +687,7 @@ __all__ = [
     "MambaCodeModelOutput",
     "MambaCodeRetrievalOutput",
     "count_parameters",
+    "encode_texts",
     "pool",
+    "SENTENCE_TRANSFORMERS_TAGS",
 ]

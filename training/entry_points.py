@@ -21,7 +21,7 @@ from .callbacks import GuardedTrainer, NaNGuardCallback
 from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval, DataCollatorForTypeInference,
                         MaskingEpochCallback, add_example_index, group_texts, tokenize_and_align_labels,
                         tokenize_retrieval_pairs)
-from .evaluation import evaluate_retrieval
+from .evaluation import evaluate_retrieval, retrieval_compute_metrics
 from .metrics_loader import load_metric
 from .models import build_model, load_tokenizer
 from .script_utils import (last_checkpoint, load_dataset_dict, logger, make_callbacks, report_done, require_split,
@@ -237,8 +237,14 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
     train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
     eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
     training_args.remove_unused_columns = False
+    compute_metrics = None
+    if eval_ds is not None:  # eval_mrr etc. over the whole evaluation pool (metric_for_best_model="mrr" works)
+        codes = require_split(dsets, data_args.validation_split, data_args.dataset_path)[data_args.code_column]
+        compute_metrics = retrieval_compute_metrics(list(codes)[:len(eval_ds)])
     trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
-                       DataCollatorForRetrieval(tokenizer.pad_token_id))
+                       DataCollatorForRetrieval(tokenizer.pad_token_id), compute_metrics)
+    # gather only (embeddings, code_embeddings) for compute_metrics, whatever else the model returns
+    trainer.preprocess_logits_for_metrics = lambda outputs, labels: (outputs[0], outputs[1])
     train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
     metrics = {k: v for k, v in eval_metrics.items() if k == "eval_loss"}
     test_metrics = {}

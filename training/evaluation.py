@@ -8,8 +8,8 @@ pool entry and each of its queries has that entry as gold.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 
 def retrieval_pool(queries: list[str], codes: list[str]) -> tuple[list[str], list[int]]:
@@ -23,26 +23,44 @@ def retrieval_pool(queries: list[str], codes: list[str]) -> tuple[list[str], lis
     return list(index), gold
 
 
-@torch.no_grad()
 def embed_texts(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32,
                 desc: str = "embed") -> torch.Tensor:
-    """(n, d) L2-normalised embeddings via `model.embed`, length-sorted batches, input order kept."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-    out = None
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-        idx = order[start:start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                          return_tensors="pt")
-        emb, _ = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-        if out is None:
-            out = torch.empty(len(texts), emb.shape[-1])
-        out[idx] = emb.float().cpu()
-    model.train(was_training)
-    return out if out is not None else torch.empty(0, 0)
+    """(n, d) L2-normalised embeddings via `model.embed`: the model package's one embedding loop
+    (`encode_texts`, also behind `MambaCodeForRetrieval.encode`), so MambaCode and RoCoder are embedded alike."""
+    from mambacode.modeling import encode_texts
+
+    return encode_texts(model, tokenizer, texts, max_length, batch_size, show_progress_bar=True, desc=desc)
+
+
+def retrieval_compute_metrics(codes: list[str]):
+    """A `Trainer` `compute_metrics` for a bi-encoder evaluated on (query, code) rows whose code texts are
+    `codes`, in dataset order: every query is ranked against every distinct code of the evaluation set (the
+    pool of `evaluate_retrieval`), giving `mrr`, `recall@k`, `ndcg@10` (so `metric_for_best_model="mrr"`).
+
+    The predictions are the model's `embeddings` and `code_embeddings` (its first two outputs after the
+    ignored keys); a row of a repeated code is embedded as often as it occurs, its first embedding is used.
+    """
+    _, gold = retrieval_pool(list(codes), list(codes))
+    first = {}
+    for row, g in enumerate(gold):
+        first.setdefault(g, row)
+    pool_rows = [first[g] for g in range(len(first))]
+
+    def compute_metrics(prediction) -> dict:
+        from .metrics_loader import retrieval_metrics
+
+        outputs = prediction.predictions
+        if not isinstance(outputs, (tuple, list)) or len(outputs) < 2:
+            raise ValueError("retrieval compute_metrics: expected the predictions (embeddings, code_embeddings, "
+                             f"...), got {type(outputs).__name__}; does the model take code_input_ids?")
+        queries, code_rows = np.asarray(outputs[0], dtype=np.float64), np.asarray(outputs[1], dtype=np.float64)
+        if len(queries) != len(gold) or len(code_rows) != len(gold):
+            raise ValueError(f"retrieval compute_metrics: {len(queries)} query and {len(code_rows)} code "
+                             f"embeddings but the evaluation set has {len(gold)} rows.")
+        scores = queries @ code_rows[pool_rows].T
+        return {k: v for k, v in retrieval_metrics(scores, gold).items() if k not in ("num_queries", "pool_size")}
+
+    return compute_metrics
 
 
 def evaluate_retrieval(model, tokenizer, dataset, query_column: str = "query", code_column: str = "code",
@@ -64,4 +82,4 @@ def evaluate_retrieval(model, tokenizer, dataset, query_column: str = "query", c
     return {f"{prefix}_{k}": v for k, v in result.items()}
 
 
-__all__ = ["retrieval_pool", "embed_texts", "evaluate_retrieval"]
+__all__ = ["retrieval_pool", "embed_texts", "retrieval_compute_metrics", "evaluate_retrieval"]

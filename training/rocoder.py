@@ -52,13 +52,16 @@ class RoCoderForRetrieval(RoFormerPreTrainedModel):
         return F.normalize(mean_pool(out.last_hidden_state, attention_mask).float(), dim=-1), out
 
     def forward(self, input_ids=None, attention_mask=None, code_input_ids=None, code_attention_mask=None,
-                output_hidden_states=None, return_dict=None, **kwargs) -> RoCoderRetrievalOutput:
+                output_hidden_states=None, return_dict=None, return_loss: bool | None = True,
+                **kwargs) -> RoCoderRetrievalOutput:
+        # return_loss as in MambaCodeForRetrieval: True by default, so Trainer.evaluate() reports eval_loss
         emb, out = self.embed(input_ids, attention_mask, output_hidden_states)
         code_emb = logits = loss = None
         if code_input_ids is not None:
             code_emb, _ = self.embed(code_input_ids, code_attention_mask)
             logits = emb @ code_emb.T / self.temperature
-            loss = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+            if return_loss is not False:
+                loss = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
         return RoCoderRetrievalOutput(loss=loss, embeddings=emb, code_embeddings=code_emb, logits=logits,
                                       last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states)
 
