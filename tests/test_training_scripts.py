@@ -92,8 +92,16 @@ def test_mlm_then_retrieval_resume_and_remote_code_load(data, tmp_path):
     assert type(remote).__name__ == "MambaCodeForRetrieval"
     emb = remote.encode(["sum the list items"], tok)
     assert emb.shape == (1, 32) and torch.allclose(emb.norm(dim=-1), torch.ones(1))
-    card = open(os.path.join(out, "README.md")).read()
-    assert card.startswith("---") and "test_mrr" in card
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(os.path.join(out, "README.md")).data.to_dict()
+    assert "base_model" not in card and "datasets" not in card  # a local folder and a local dataset
+    (index,) = card["model-index"]
+    test_mrr = [m["value"] for r in index["results"] if r["dataset"] == {"name": "retrieval", "type": "retrieval",
+                                                                         "split": "test"}
+                for m in r["metrics"] if m["type"] == "mrr"]
+    assert test_mrr == [round(results["test_mrr"], 6)]  # the extra set is the same split: listed once
+    assert "custom_code" in card["tags"] and "## Interpretability" in open(os.path.join(out, "README.md")).read()
 
 
 def test_type_inference_and_rocoder(data, tmp_path):
@@ -294,3 +302,42 @@ def test_resume_from_a_checkpoint_that_lost_its_spectral_anchor(data, tmp_path):
     resumed = _weights(out)
     assert all(torch.equal(resumed[k], v) for k, v in anchor.items())
     assert json.load(open(os.path.join(out, "trainer_state.json")))["global_step"] == 3
+
+
+def test_push_to_hub_uploads_our_card_and_fails_in_one_line_offline(data, tmp_path, monkeypatch):
+    """--push_to_hub uploads the folder with OUR card (model-index, interpretability, custom_code), not the
+    generic one Trainer.push_to_hub would write; offline the script stops before training with one line."""
+    import huggingface_hub
+    from huggingface_hub import ModelCard, constants
+
+    out = str(tmp_path / "pushed")
+    argv = ["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["retrieval"], *SMALL, "--output_dir", out,
+            "--do_train", "--do_predict", "--max_steps", "1", "--save_strategy", "no", "--push_to_hub",
+            "--hub_model_id", "me/tiny-retrieval", *TRAIN]
+    offline = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "run_retrieval.py"), *argv],
+                             env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True)
+    assert offline.returncode == 3, offline.stderr[-2000:]
+    assert "Traceback" not in offline.stderr
+    errors = [line for line in offline.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "HF_HUB_OFFLINE" in errors[0]
+    assert not os.path.exists(os.path.join(out, "model.safetensors"))  # refused before training
+
+    uploads = []
+
+    def create_repo(self, repo_id, **kwargs):
+        return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        uploads.append((repo_id, open(os.path.join(folder_path, "README.md")).read()))
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    assert script("run_retrieval")(argv) == 0
+    assert [repo for repo, _ in uploads] == ["me/tiny-retrieval"]  # one upload, at the end
+    uploaded = uploads[0][1]
+    assert uploaded == open(os.path.join(out, "README.md")).read()
+    card = ModelCard(uploaded)
+    assert "custom_code" in card.data.tags and "## Interpretability" in card.text
+    (result,) = card.data.to_dict()["model-index"][0]["results"]
+    assert result["dataset"]["split"] == "test" and result["metrics"][0]["type"] == "mrr"

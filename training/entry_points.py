@@ -261,7 +261,8 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
             trainer.log_metrics(name, result)
             trainer.save_metrics(name, result, combined=True)
             test_metrics[name] = {k[len(name) + 1:]: v for k, v in result.items()}
-            evaluations.append(Evaluation(test_ids[name], data_args.test_split, test_metrics[name]))
+            if all((e.dataset, e.split) != (test_ids[name], data_args.test_split) for e in evaluations):
+                evaluations.append(Evaluation(test_ids[name], data_args.test_split, test_metrics[name]))
         trainer.accelerator.wait_for_everyone()
     _save(trainer, tokenizer, "retrieval", model_args, data_args, run_args, evaluations,
           f"Query/code pairs from `{data_args.dataset_path}` (columns "

@@ -69,6 +69,10 @@ def _eval_results(task: str, evaluations: list[Evaluation]) -> list:
     """One `EvalResult` per (dataset, split, metric); counts and timings are left out."""
     from huggingface_hub import EvalResult
 
+    seen = [(ev.dataset, ev.split) for ev in evaluations]
+    twice = sorted({key for key in seen if seen.count(key) > 1})
+    if twice:
+        raise ValueError(f"model card: one evaluation per dataset and split, got {twice} more than once")
     out = []
     for ev in evaluations:
         for key, value in ev.metrics.items():
