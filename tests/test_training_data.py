@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mambacode.training.collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval,
-                                          DataCollatorForTypeInference, MaskingEpochCallback, align_word_labels,
+                                          MaskingEpochCallback, align_word_labels,
                                           group_texts, tokenize_and_align_labels)
 from mambacode.training.validation import DataValidationError, check_tokenizer_matches_model, require_columns
 
@@ -50,10 +50,21 @@ def test_collators_pad_each_side(tokenizer):
     b = DataCollatorForRetrieval(pad)(feats)
     assert b["input_ids"].shape == (2, 3) and b["code_input_ids"].shape == (2, 6)
     assert b["input_ids"][1].tolist() == [0, 2, pad] and b["attention_mask"][1].tolist() == [1, 1, 0]
-    t = DataCollatorForTypeInference(pad)([{"input_ids": [0, 4, 2], "attention_mask": [1, 1, 1], "labels": [-100, 3, -100]},
-                                          {"input_ids": [0, 2], "attention_mask": [1, 1], "labels": [-100, -100]}])
+
+
+def test_type_inference_batches_pad_labels_with_ignore_index(tokenizer):
+    """The type-inference collator (transformers' DataCollatorForTokenClassification) against a hand-padded
+    batch: ids right-padded with the pad id, attention 0, labels -100, int64."""
+    from transformers import DataCollatorForTokenClassification
+
+    pad = tokenizer.pad_token_id
+    t = DataCollatorForTokenClassification(tokenizer)([
+        {"input_ids": [0, 4, 2], "attention_mask": [1, 1, 1], "labels": [-100, 3, -100]},
+        {"input_ids": [0, 2], "attention_mask": [1, 1], "labels": [-100, -100]}])
+    assert t["input_ids"].tolist() == [[0, 4, 2], [0, 2, pad]]
+    assert t["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert t["labels"].tolist() == [[-100, 3, -100], [-100, -100, -100]]
-    assert t["input_ids"].dtype == torch.long
+    assert {t[k].dtype for k in t} == {torch.long}
 
 
 def test_group_texts_keeps_the_tail():

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
-from transformers import set_seed
+from transformers import DataCollatorForTokenClassification, set_seed
 
 from .callbacks import GuardedTrainer, NaNGuardCallback
-from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval, DataCollatorForTypeInference,
+from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval,
                         MaskingEpochCallback, add_example_index, group_texts, tokenize_and_align_labels,
                         tokenize_retrieval_pairs)
 from .evaluation import evaluate_retrieval
@@ -310,7 +310,7 @@ def run_type_inference(model_args, data_args: TypeInferenceDataArguments, traini
                               ignore_labels=ignore)
 
     trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
-                       DataCollatorForTypeInference(tokenizer.pad_token_id), compute_metrics)
+                       DataCollatorForTokenClassification(tokenizer), compute_metrics)  # labels padded with -100
     train_loss, _ = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
     metrics = {}
     if training_args.do_predict:
