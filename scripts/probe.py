@@ -7,8 +7,6 @@ Example (two models on the same sampled pairs):
 Writes <output_dir>/probe_set.json (the pairs; reused if present), probe_report.json, probe_report.png.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from dataclasses import dataclass, field
@@ -52,7 +50,7 @@ class ProbeArguments:
 
 
 def parse_args(argv=None) -> ProbeArguments:
-    parser = HfArgumentParser(ProbeArguments, description=__doc__)
+    parser = HfArgumentParser(ProbeArguments)
     (args,) = parser.parse_args_into_dataclasses(args=argv)
     if not args.model_name_or_path:
         parser.error("--model_name_or_path is required (repeat it to compare models)")

@@ -32,7 +32,7 @@ class PushArguments:
 
 
 def main(argv=None) -> int:
-    (args,) = HfArgumentParser(PushArguments, description=__doc__).parse_args_into_dataclasses(args=argv)
+    (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses(args=argv)
     folder = args.model_name_or_path
     problems = check_folder(folder)
     if problems:
