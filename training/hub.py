@@ -27,7 +27,7 @@ def require_online(what: str = "--push_to_hub") -> None:
 
     if constants.is_offline_mode():
         raise HubUnavailableError(f"{what} needs the Hugging Face Hub, but offline mode is on (HF_HUB_OFFLINE=1); "
-                                  "unset it or drop the push")
+                                  "unset HF_HUB_OFFLINE or do not push")
 
 
 def check_folder(folder: str) -> list[str]:
@@ -68,7 +68,7 @@ def push_folder(folder: str, repo_id: str, *, token: str | None = None, private:
                 revision: str | None = None, commit_message: str = "Upload MambaCode model"):
     """Create `repo_id` if needed and upload `folder` (training leftovers excluded) in one commit; returns the
     `CommitInfo`. Refused offline; any Hub failure becomes a one-line `HubUnavailableError`."""
-    require_online()
+    require_online(f"pushing {folder} to {repo_id}")
     from huggingface_hub import HfApi
     from huggingface_hub.errors import OfflineModeIsEnabled
 
