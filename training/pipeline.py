@@ -278,8 +278,8 @@ def spectrum(preset: Preset, pretrained: str, finetuned: str, output_dir: str, t
 
     args = SpectrumArguments(model_name_or_path=pretrained, compare_to=finetuned, output_dir=output_dir,
                              length=preset.spectrum_length, corpus_dir=corpus, split="test", max_snippets=32,
-                             max_length=256,
-                             tokenizer_name_or_path=tokenizer)
+                             max_length=256, tokenizer_name_or_path=tokenizer,
+                             use_cpu=True)  # the CPU, as before --device became --use_cpu: same numbers anywhere
     report = measure(args)
     write_report(report, output_dir)
     changes = report.class_changes()
