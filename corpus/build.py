@@ -31,7 +31,7 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
-from .card import render_card
+from .card import dataset_info, render_card
 from .extract import ExtractConfig, FileResult, process_batch, process_file
 from .long_context import LongContextConfig
 from .obfuscate import obfuscate
@@ -387,9 +387,12 @@ def _write(folder: str, dsets: dict, result: CorpusBuild, config: BuildConfig, s
                 "documents": {sp: len(set(ds["doc_id"])) for sp, ds in dd.items()},
                 "token budget": f"{config.long_context.min_tokens}..{config.long_context.max_tokens} code tokens",
             }
+        info = dataset_info(task, result.sources)
+        for ds in dd.values():  # description and licence travel with the data (dataset_info.json)
+            ds.info.description, ds.info.license, ds.info.dataset_name = info.description, info.license, info.dataset_name
         # one shard per split: empty splits need it to load again, and it keeps file layout stable
         dd.save_to_disk(os.path.join(folder, task), num_shards={sp: 1 for sp in dd})
-        card = render_card(task, sizes, pkgs, result.sources, relevant, settings, extra)
+        card = render_card(task, sizes, pkgs, result.sources, relevant, settings, extra, dsets=dd)
         with open(os.path.join(folder, task, "README.md"), "w", encoding="utf-8") as fh:
             fh.write(card)
     stats = {

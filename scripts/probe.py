@@ -7,43 +7,56 @@ Example (two models on the same sampled pairs):
 Writes <output_dir>/probe_set.json (the pairs; reused if present), probe_report.json, probe_report.png.
 """
 
-from __future__ import annotations
-
-import argparse
 import os
 import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+from transformers import HfArgumentParser
 
 from mambacode.corpus import read_snippets
+from mambacode.devices import default_device
 from mambacode.languages import SUPPORTED_LANGUAGES
 from mambacode.probing import TASKS, ProbeSet, build_probe_set, probe_models, save_report, summary_table
 
+PROBES = ["directprobe", "linear"]
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_name_or_path", action="extend", nargs="+", required=True,
-                   help="a model folder or name; repeat (or list several) to compare models")
-    p.add_argument("--language", required=True, help=f"one of {', '.join(SUPPORTED_LANGUAGES)}")
-    p.add_argument("--output_dir", required=True)
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--corpus_dir", help="corpus folder with a `retrieval/` dataset (columns code, language)")
-    src.add_argument("--source_dir", help="folder of source files (split into functions)")
-    p.add_argument("--probe_set", help="load this saved probe set instead of sampling one")
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    p.add_argument("--layers", nargs="+", type=int, default=None,
-                   help="hidden-state indices (0 = embeddings); default: all")
-    p.add_argument("--probes", nargs="+", default=["directprobe", "linear"], choices=["directprobe", "linear"])
-    p.add_argument("--max_snippets", type=int, default=None)
-    p.add_argument("--max_tokens", type=int, default=256, help="code tokens kept per snippet")
-    p.add_argument("--pairs_per_class", type=int, default=None,
-                   help="default: 1300 (distance), 1500 (siblings, dfg)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--max_length", type=int, default=512, help="model tokens per snippet")
-    p.add_argument("--cache_dir", default=None, help="feature cache (default: <output_dir>/feature_cache)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--merge_candidates", type=int, default=None,
-                   help="DirectProbe: nearest same-label clusters tried per merge pass (default: all)")
-    return p.parse_args(argv)
+
+@dataclass
+class ProbeArguments:
+    language: str = field(metadata={"help": f"One of {', '.join(SUPPORTED_LANGUAGES)}."})
+    output_dir: str = field(metadata={"help": "Where the probe set, report and feature cache go."})
+    model_name_or_path: list[str] = field(default_factory=list, metadata={
+        "help": "A model folder or name; repeat (or list several) to compare models.", "action": "extend"})
+    corpus_dir: Optional[str] = field(default=None, metadata={
+        "help": "Corpus folder with a `retrieval/` dataset (columns code, language); or --source_dir."})
+    source_dir: Optional[str] = field(default=None, metadata={"help": "Folder of source files (split into functions)."})
+    probe_set: Optional[str] = field(default=None, metadata={"help": "Load this saved probe set instead of sampling one."})
+    tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"choices": list(TASKS)})
+    layers: Optional[list[int]] = field(default=None, metadata={
+        "help": "Hidden-state indices (0 = embeddings); default: all."})
+    probes: list[str] = field(default_factory=lambda: list(PROBES), metadata={"choices": PROBES})
+    max_snippets: Optional[int] = field(default=None)
+    max_tokens: int = field(default=256, metadata={"help": "Code tokens kept per snippet."})
+    pairs_per_class: Optional[int] = field(default=None, metadata={
+        "help": "Default: 1300 (distance), 1500 (siblings, dfg)."})
+    seed: int = field(default=0)
+    batch_size: int = field(default=8)
+    max_length: int = field(default=512, metadata={"help": "Model tokens per snippet."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Feature cache (default: <output_dir>/feature_cache)."})
+    use_cpu: bool = field(default=False, metadata={"help": "Run the models on the CPU even if CUDA is available."})
+    merge_candidates: Optional[int] = field(default=None, metadata={
+        "help": "DirectProbe: nearest same-label clusters tried per merge pass (default: all)."})
+
+
+def parse_args(argv=None) -> ProbeArguments:
+    parser = HfArgumentParser(ProbeArguments)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    if not args.model_name_or_path:
+        parser.error("--model_name_or_path is required (repeat it to compare models)")
+    if args.corpus_dir and args.source_dir:
+        parser.error("give one of --corpus_dir and --source_dir, not both")
+    return args
 
 
 def main(argv=None):
@@ -70,7 +83,7 @@ def main(argv=None):
         print(f"  {t}: {len(tp)} pairs; candidates per class {tp.available}")
     results = probe_models(args.model_name_or_path, probe_set, tasks, layers=args.layers, probes=args.probes,
                            cache_dir=args.cache_dir or os.path.join(args.output_dir, "feature_cache"),
-                           batch_size=args.batch_size, max_length=args.max_length, device=args.device,
+                           batch_size=args.batch_size, max_length=args.max_length, device=default_device(args.use_cpu),
                            seed=args.seed, directprobe_kwargs={"merge_candidates": args.merge_candidates})
     paths = save_report(results, args.output_dir)
     for probe in args.probes:

@@ -16,13 +16,13 @@ run resumes where it stopped; a training stage that was cut off resumes from its
 failing stage is named, with its log file, and the run stops with exit status 1.
 """
 
-from __future__ import annotations
-
-import argparse
 import logging
 import os
 import sys
 import time
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
 
 from mambacode.corpus import (build_corpus, corpus_is_complete, corpus_texts, missing_corpus_packages, read_manifest,
                               train_tokenizer)
@@ -116,17 +116,22 @@ def reproduce(out: str, preset_name: str, variants: list[str], skip_anchor: bool
                                                      read_manifest(corpus)), done=lambda: False)
 
 
+@dataclass
+class ReproduceArguments:
+    output_dir: str = field(metadata={"help": "Run folder (stages, models, report); a killed run resumes in it."})
+    preset: str = field(default="tiny", metadata={"help": "Preset of sizes and steps.", "choices": list(PRESETS)})
+    variants: str | None = field(default=None, metadata={
+        "help": f"Comma list, subset of {list(VARIANTS)} (default: all)."})
+    no_anchor: bool = field(default=False, metadata={"help": "Skip the spectral-regulariser fine-tunes."})
+    verbose: bool = field(default=False, metadata={"help": "Stage output on the console instead of log files."})
+    allow_unpinned_corpus: bool = field(default=False, metadata={
+        "help": "Build the corpus even where [corpus] packages are missing or at other versions (the tables "
+                "will then differ from the README's)."})
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=list(PRESETS), default="tiny")
-    ap.add_argument("--output_dir", required=True)
-    ap.add_argument("--variants", default=None, help=f"comma list, subset of {list(VARIANTS)} (default: all)")
-    ap.add_argument("--no_anchor", action="store_true", help="skip the spectral-regulariser fine-tunes")
-    ap.add_argument("--verbose", action="store_true", help="stage output on the console instead of log files")
-    ap.add_argument("--allow_unpinned_corpus", action="store_true",
-                    help="build the corpus even where [corpus] packages are missing or at other versions (the "
-                         "tables will then differ from the README's)")
-    args = ap.parse_args(argv)
+    ap = HfArgumentParser(ReproduceArguments)
+    (args,) = ap.parse_args_into_dataclasses(args=argv)
     variants = list(VARIANTS)
     if args.variants:
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]

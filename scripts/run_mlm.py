@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Masked-language-model pretraining of MambaCode or RoCoder on code (`mambacode.training.run_mlm`).
 
-    python scripts/run_mlm.py --tokenizer_name runs/tok --dataset_path corpus/retrieval --text_column code \
+    python scripts/run_mlm.py --tokenizer_name_or_path runs/tok --dataset_path corpus/retrieval --text_column code \
         --mixer s4d --hidden_size 128 --num_hidden_layers 4 --output_dir runs/mlm-s4d --do_train --do_eval
 
 Texts are tokenised, concatenated and cut into `--max_seq_length` blocks; 15% of tokens are masked

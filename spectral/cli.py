@@ -51,7 +51,8 @@ class SpectrumArguments:
     compare_label: str = field(default="fine-tuned", metadata={"help": "Name of --compare_to in the report."})
     no_figures: bool = field(default=False, metadata={"help": "Skip the figures (JSON and markdown only)."})
     with_kernels: bool = field(default=False, metadata={"help": "Store every kernel's taps in the JSON."})
-    device: str = field(default="cpu", metadata={"help": "torch device for Mamba-2 forward passes."})
+    use_cpu: bool = field(default=False, metadata={
+        "help": "Mamba-2 forward passes on the CPU even if CUDA is available."})
     low_band: float = field(default=0.10, metadata={"help": "LHFR numerator: first fraction of the bins."})
     high_band: float = field(default=0.60, metadata={"help": "LHFR denominator: bins from this fraction on."})
     centroid_threshold: float = field(default=0.166, metadata={"help": "Class boundary on the centroid."})
@@ -115,6 +116,7 @@ def measure(args: SpectrumArguments):
     from .kernels import mixer_kind
     from .report import check_same_architecture, compare_reports, spectrum_report
     from ..corpus.snippets import read_snippets
+    from ..devices import default_device
     from .snippets import DEFAULT_SNIPPETS
 
     pre = load_encoder(args.model_name_or_path)
@@ -135,9 +137,9 @@ def measure(args: SpectrumArguments):
         else:
             inputs = DEFAULT_SNIPPETS[:args.max_snippets] if args.max_snippets else list(DEFAULT_SNIPPETS)
         logger.info("mamba2: %d snippets", len(inputs))
-        pre.to(args.device)
+        pre.to(default_device(args.use_cpu))
         if post is not None:
-            post.to(args.device)
+            post.to(default_device(args.use_cpu))
     kwargs = {"tokenizer": tokenizer, "batch_size": args.batch_size, "max_length": args.max_length,
               "thresholds": args.thresholds()}
     report = spectrum_report(pre, args.length, inputs, label=args.label, **kwargs)

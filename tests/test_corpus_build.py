@@ -104,6 +104,41 @@ def test_schema_and_splits(built):
     assert not [n for n in os.listdir(out) if n.startswith(".")]  # no temp folders left behind
 
 
+def test_dataset_cards_metadata(built):
+    """Each dataset's card parses with huggingface_hub, names its task category, licence (other + name),
+    the Arrow file of each split (`configs`) and the features/split sizes (`dataset_info`) of the saved data;
+    the saved DatasetInfo carries the description and licence."""
+    import glob
+
+    from huggingface_hub import DatasetCard
+
+    _, out, stats = built
+    expected_categories = {"retrieval": ["text-retrieval"], "retrieval_adv": ["text-retrieval"],
+                           "long_context": ["text-retrieval"], "type_inference": ["token-classification"]}
+    for task, categories in expected_categories.items():
+        dd = load(out, task)
+        data = DatasetCard.load(os.path.join(out, task, "README.md")).data.to_dict()
+        assert data["task_categories"] == categories
+        assert data["license"] == "other" and data["license_name"] == "per-source-licenses"
+        (config,) = data["configs"]
+        assert config["config_name"] == "default"
+        for entry in config["data_files"]:  # each pattern finds exactly that split's Arrow shard
+            found = glob.glob(os.path.join(out, task, entry["path"]))
+            assert len(found) == 1 and os.path.dirname(found[0]).endswith(entry["split"])
+        assert [e["split"] for e in config["data_files"]] == list(dd)
+        info = data["dataset_info"]
+        assert {sp["name"]: sp["num_examples"] for sp in info["splits"]} == stats.sizes[task]
+        assert [f["name"] for f in info["features"]] == list(dd[next(iter(dd))].features)
+        for ds in dd.values():
+            assert ds.info.description.startswith(("Natural-language", "AdvTest", "Long-context", "Type inference"))
+            assert ds.info.license == ("Code from several sources, each under its own licence (see the card's "
+                                       "Sources table): " + ", ".join(sorted({x["license"] for x in stats.sources})) + ".")
+    labels = DatasetCard.load(os.path.join(out, "type_inference", "README.md")).data.to_dict()["dataset_info"]
+    label_feature = [f for f in labels["features"] if f["name"] == "labels"][0]
+    names = load(out, "type_inference")["train"].features["labels"].feature.names
+    assert label_feature["list"]["class_label"]["names"] == {str(i): n for i, n in enumerate(names)}
+
+
 def test_splits_are_disjoint_by_package(built):
     _, out, _ = built
     split_of = {}

@@ -86,3 +86,33 @@ def test_retrieval_pool_deduplicates_candidates():
     pool, gold = retrieval_pool(["q1", "q2", "q3", "q4"], ["A", "B", "A", "C"])
     assert pool == ["A", "B", "C"]
     assert gold == [0, 1, 0, 2]
+
+
+@pytest.mark.parametrize("name", ["mrr", "type_f1"])
+def test_metric_folders_load_with_evaluate_offline_and_have_cards(name, monkeypatch):
+    """Each metric is an `evaluate` module folder (<name>/<name>.py + README.md metric card) that
+    `evaluate.load(folder)` loads without the Hub; the card's worked example holds."""
+    import os
+
+    import evaluate
+    from huggingface_hub import constants
+    from huggingface_hub.repocard import RepoCard
+
+    from mambacode.training.metrics_loader import metric_path
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    folder = metric_path(name)
+    assert os.path.isfile(os.path.join(folder, f"{name}.py"))
+    card = RepoCard.load(os.path.join(folder, "README.md"))
+    assert {"evaluate", "metric"} <= set(card.data.tags) and card.data.description
+    for section in ("## Metric Description", "### Inputs", "### Output Values", "## Limitations and Bias"):
+        assert section in card.text
+    metric = evaluate.load(folder)
+    if name == "mrr":
+        out = metric.compute(predictions=[[0.9, 0.1, 0.3], [0.2, 0.8, 0.8]], references=[0, 2])
+        assert out["mrr"] == pytest.approx(0.75) and out["recall@1"] == pytest.approx(0.5)
+        assert out["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
+    else:
+        out = metric.compute(predictions=[1, 2, 0, 1], references=[1, 1, 0, -100], ignore_labels=[0])
+        assert out["accuracy"] == pytest.approx(2 / 3) and out["num_tokens"] == 3
+        assert out["micro_precision"] == out["micro_recall"] == out["micro_f1"] == pytest.approx(0.5)

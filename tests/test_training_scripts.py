@@ -65,7 +65,7 @@ def data(tmp_path_factory):
 
 def test_mlm_then_retrieval_resume_and_remote_code_load(data, tmp_path):
     mlm = str(tmp_path / "mlm")
-    assert script("run_mlm")(["--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"],
+    assert script("run_mlm")(["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["retrieval"],
                               "--text_column", "query,code", "--max_seq_length", "32", *SMALL, "--output_dir", mlm,
                               "--do_train", "--do_eval", "--max_steps", "3", *TRAIN]) == 0
     assert json.load(open(os.path.join(mlm, "eval_results.json")))["perplexity"] > 1
@@ -92,13 +92,21 @@ def test_mlm_then_retrieval_resume_and_remote_code_load(data, tmp_path):
     assert type(remote).__name__ == "MambaCodeForRetrieval"
     emb = remote.encode(["sum the list items"], tok)
     assert emb.shape == (1, 32) and torch.allclose(emb.norm(dim=-1), torch.ones(1))
-    card = open(os.path.join(out, "README.md")).read()
-    assert card.startswith("---") and "test_mrr" in card
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(os.path.join(out, "README.md")).data.to_dict()
+    assert "base_model" not in card and "datasets" not in card  # a local folder and a local dataset
+    (index,) = card["model-index"]
+    test_mrr = [m["value"] for r in index["results"] if r["dataset"] == {"name": "retrieval", "type": "retrieval",
+                                                                         "split": "test"}
+                for m in r["metrics"] if m["type"] == "mrr"]
+    assert test_mrr == [round(results["test_mrr"], 6)]  # the extra set is the same split: listed once
+    assert "custom_code" in card["tags"] and "## Interpretability" in open(os.path.join(out, "README.md")).read()
 
 
 def test_type_inference_and_rocoder(data, tmp_path):
     out = str(tmp_path / "types")
-    assert script("run_type_inference")(["--tokenizer_name", data["tok"], "--dataset_path", data["types"], *SMALL,
+    assert script("run_type_inference")(["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["types"], *SMALL,
                                          "--mixer", "s4d", "--num_kernels", "4", "--output_dir", out, "--do_train",
                                          "--do_eval", "--do_predict", "--max_steps", "3",
                                          "--spectral_anchor_weight", "0.5", *TRAIN]) == 0
@@ -111,7 +119,7 @@ def test_type_inference_and_rocoder(data, tmp_path):
     with safe_open(os.path.join(out, "model.safetensors"), "pt") as fh:  # the anchor travels with the weights
         assert bool(fh.get_tensor("mambacode.spectral_anchor.recorded"))
     rc = str(tmp_path / "rocoder")
-    assert script("run_retrieval")(["--model_type", "roformer", "--tokenizer_name", data["tok"], "--dataset_path",
+    assert script("run_retrieval")(["--model_type", "roformer", "--tokenizer_name_or_path", data["tok"], "--dataset_path",
                                     data["retrieval"], *SMALL[:6], "--output_dir", rc, "--do_train", "--do_predict",
                                     "--max_steps", "2", *TRAIN]) == 0
     cfg = json.load(open(os.path.join(rc, "config.json")))
@@ -127,7 +135,7 @@ def test_type_inference_and_rocoder(data, tmp_path):
 
 def test_bad_inputs_are_named(data, tmp_path, capsys):
     run = script("run_retrieval")
-    assert run(["--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"], "--code_column", "body",
+    assert run(["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["retrieval"], "--code_column", "body",
                 *SMALL, "--output_dir", str(tmp_path / "a"), "--do_train", *TRAIN]) == 2
     assert "missing the column(s) ['body']" in capsys.readouterr().err
     # a model built for another vocabulary
@@ -136,7 +144,7 @@ def test_bad_inputs_are_named(data, tmp_path, capsys):
     other = str(tmp_path / "other")
     MambaCodeForRetrieval(MambaCodeConfig(vocab_size=data["vocab"] + 37, hidden_size=32, num_hidden_layers=1,
                                           intermediate_size=64, state_size=8)).save_pretrained(other)
-    assert run(["--model_name_or_path", other, "--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"],
+    assert run(["--model_name_or_path", other, "--tokenizer_name_or_path", data["tok"], "--dataset_path", data["retrieval"],
                 "--output_dir", str(tmp_path / "b"), "--do_train", *TRAIN]) == 2
     assert "vocabulary mismatch" in capsys.readouterr().err
 
@@ -157,7 +165,7 @@ def test_nan_guard_names_step_and_keeps_last_good_checkpoint(data, tmp_path, mon
 
     monkeypatch.setattr(MambaCodeForRetrieval, "forward", poisoned)
     out = str(tmp_path / "nan")
-    assert script("run_retrieval")(["--tokenizer_name", data["tok"], "--dataset_path", data["retrieval"], *SMALL,
+    assert script("run_retrieval")(["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["retrieval"], *SMALL,
                                     "--output_dir", out, "--do_train", "--max_steps", "5", "--save_steps", "2",
                                     *TRAIN]) == 1
     assert sorted(d for d in os.listdir(out) if d.startswith("checkpoint-")) == ["checkpoint-2"]
@@ -193,7 +201,7 @@ def test_two_processes_with_accelerate(data, tmp_path):
     # mpirun is configured; the torchrun launcher (--multi_gpu) with --use_cpu gives two gloo ranks on CPU.
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           os.path.join(ROOT, "scripts", "run_retrieval.py"), "--tokenizer_name", data["tok"], "--dataset_path",
+           os.path.join(ROOT, "scripts", "run_retrieval.py"), "--tokenizer_name_or_path", data["tok"], "--dataset_path",
            data["retrieval"], *SMALL, "--output_dir", out, "--do_train", "--do_predict", "--max_steps", "3",
            "--per_device_train_batch_size", "4", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
            "--use_cpu", "true"]
@@ -245,7 +253,7 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path, task):
                      "retrieval": ["--max_code_length", "32", "--do_predict"],
                      "type_inference": ["--do_predict", "--spectral_anchor_weight", "0.5"]}[task]  # + the anchor
         data_path = data["types"] if task == "type_inference" else data["retrieval"]
-        return ["--tokenizer_name", data["tok"], "--dataset_path", data_path, *task_args, *SMALL,
+        return ["--tokenizer_name_or_path", data["tok"], "--dataset_path", data_path, *task_args, *SMALL,
                 "--output_dir", out, "--do_train", "--max_steps", "7", "--save_steps", "3", "--logging_steps", "2",
                 "--max_train_samples", "12" if task == "mlm" else "8", *TRAIN, "--per_device_train_batch_size", "4", "--learning_rate", "5e-3"]
 
@@ -277,7 +285,7 @@ def test_resume_from_a_checkpoint_that_lost_its_spectral_anchor(data, tmp_path):
     from safetensors.torch import save_file
 
     out = str(tmp_path / "anchored")
-    argv = ["--tokenizer_name", data["tok"], "--dataset_path", data["types"], *SMALL, "--output_dir", out,
+    argv = ["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["types"], *SMALL, "--output_dir", out,
             "--do_train", "--save_steps", "2", "--spectral_anchor_weight", "0.5", *TRAIN]
     run = script("run_type_inference")
     assert run([*argv, "--max_steps", "2"]) == 0
@@ -294,3 +302,42 @@ def test_resume_from_a_checkpoint_that_lost_its_spectral_anchor(data, tmp_path):
     resumed = _weights(out)
     assert all(torch.equal(resumed[k], v) for k, v in anchor.items())
     assert json.load(open(os.path.join(out, "trainer_state.json")))["global_step"] == 3
+
+
+def test_push_to_hub_uploads_our_card_and_fails_in_one_line_offline(data, tmp_path, monkeypatch):
+    """--push_to_hub uploads the folder with OUR card (model-index, interpretability, custom_code), not the
+    generic one Trainer.push_to_hub would write; offline the script stops before training with one line."""
+    import huggingface_hub
+    from huggingface_hub import ModelCard, constants
+
+    out = str(tmp_path / "pushed")
+    argv = ["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["retrieval"], *SMALL, "--output_dir", out,
+            "--do_train", "--do_predict", "--max_steps", "1", "--save_strategy", "no", "--push_to_hub",
+            "--hub_model_id", "me/tiny-retrieval", *TRAIN]
+    offline = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "run_retrieval.py"), *argv],
+                             env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True)
+    assert offline.returncode == 3, offline.stderr[-2000:]
+    assert "Traceback" not in offline.stderr
+    errors = [line for line in offline.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "HF_HUB_OFFLINE" in errors[0]
+    assert not os.path.exists(os.path.join(out, "model.safetensors"))  # refused before training
+
+    uploads = []
+
+    def create_repo(self, repo_id, **kwargs):
+        return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        uploads.append((repo_id, open(os.path.join(folder_path, "README.md")).read()))
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    assert script("run_retrieval")(argv) == 0
+    assert [repo for repo, _ in uploads] == ["me/tiny-retrieval"]  # one upload, at the end
+    uploaded = uploads[0][1]
+    assert uploaded == open(os.path.join(out, "README.md")).read()
+    card = ModelCard(uploaded)
+    assert "custom_code" in card.data.tags and "## Interpretability" in card.text
+    (result,) = card.data.to_dict()["model-index"][0]["results"]
+    assert result["dataset"]["split"] == "test" and result["metrics"][0]["type"] == "mrr"

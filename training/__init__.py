@@ -7,8 +7,7 @@ construction for MambaCode and the RoCoder (RoFormer) baseline, data validation 
 """
 
 from .callbacks import GuardedTrainer, NaNGuardCallback, NonFiniteLossError
-from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval, DataCollatorForTypeInference,
-                        MaskingEpochCallback, add_example_index, group_texts, tokenize_and_align_labels,
+from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval, MaskingEpochCallback, add_example_index, group_texts, tokenize_and_align_labels,
                         tokenize_retrieval_pairs)
 from .entry_points import (MLMDataArguments, MLMResult, RetrievalDataArguments, RetrievalResult,
                            TypeInferenceDataArguments, TypeInferenceResult, run_mlm, run_retrieval, run_type_inference)
@@ -20,7 +19,7 @@ from .rocoder import RoCoderForRetrieval
 from .script_utils import RunArguments
 from .validation import DataValidationError, check_tokenizer_matches_model, require_columns
 
-__all__ = ["DataCollatorForMaskedLM", "DataCollatorForRetrieval", "DataCollatorForTypeInference",
+__all__ = ["DataCollatorForMaskedLM", "DataCollatorForRetrieval",
            "DataValidationError", "GuardedTrainer", "MaskingEpochCallback", "add_example_index",
            "MLMDataArguments", "MLMResult", "ModelArguments", "NaNGuardCallback", "NonFiniteLossError",
            "RetrievalDataArguments", "RetrievalResult", "RoCoderForRetrieval", "RunArguments",

@@ -6,7 +6,8 @@
 - Retrieval: `tokenize_retrieval_pairs` tokenises query and code into separate columns and
   `DataCollatorForRetrieval` pads each side on its own, so a long function does not pad every query.
 - Type inference: `tokenize_and_align_labels` maps word-level labels onto sub-words (first sub-word of a
-  word carries its label, the rest -100) and `DataCollatorForTypeInference` pads labels with -100.
+  word carries its label, the rest -100); batches come from transformers' `DataCollatorForTokenClassification`
+  (right padding with the pad id, attention 0, labels -100), which has no collator of ours to replace.
 """
 
 from __future__ import annotations
@@ -177,21 +178,6 @@ def tokenize_and_align_labels(examples: dict, tokenizer, tokens_column: str, lab
     return enc
 
 
-@dataclass
-class DataCollatorForTypeInference:
-    """Pads input_ids with the pad id, attention_mask with 0 and labels with -100."""
-
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-
-    def __call__(self, features: list[dict]) -> dict:
-        return {
-            "input_ids": _pad([f["input_ids"] for f in features], self.pad_token_id, self.pad_to_multiple_of),
-            "attention_mask": _pad([f["attention_mask"] for f in features], 0, self.pad_to_multiple_of),
-            "labels": _pad([f["labels"] for f in features], IGNORE_INDEX, self.pad_to_multiple_of),
-        }
-
-
 __all__ = ["IGNORE_INDEX", "EXAMPLE_INDEX", "group_texts", "add_example_index", "example_seed",
            "DataCollatorForMaskedLM", "MaskingEpochCallback", "tokenize_retrieval_pairs", "DataCollatorForRetrieval",
-           "align_word_labels", "tokenize_and_align_labels", "DataCollatorForTypeInference"]
+           "align_word_labels", "tokenize_and_align_labels"]

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
-from transformers import set_seed
+from transformers import DataCollatorForTokenClassification, set_seed
 
 from .callbacks import GuardedTrainer, NaNGuardCallback
-from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval, DataCollatorForTypeInference,
+from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval,
                         MaskingEpochCallback, add_example_index, group_texts, tokenize_and_align_labels,
                         tokenize_retrieval_pairs)
 from .evaluation import evaluate_retrieval, retrieval_compute_metrics
 from .metrics_loader import load_metric
+from .model_card import Evaluation
 from .models import build_model, load_tokenizer
 from .script_utils import (last_checkpoint, load_dataset_dict, logger, make_callbacks, report_done, require_split,
                            save_with_card, train_and_evaluate)
@@ -134,16 +135,19 @@ def _trainer(model, tokenizer, args: tuple, checkpoint, train_ds, eval_ds, colla
     return trainer
 
 
-HUB_TASKS = {"mlm": "fill-mask", "retrieval": "feature-extraction", "token_classification": "token-classification"}
-
-
-def _save(trainer, tokenizer, task, model_args, data_args, run_args, metrics: dict, data_description: str) -> None:
-    """Save model, tokenizer and model card (after training; `task` as in `build_model`), and say this
-    process got to the end."""
+def _save(trainer, tokenizer, task, model_args, data_args, run_args, evaluations: list,
+          data_description: str) -> None:
+    """Save model, tokenizer and model card (after training; `task` as in `build_model`; `evaluations`: one
+    `Evaluation` per dataset and split), and say this process got to the end."""
     if trainer.args.do_train:
-        save_with_card(trainer, tokenizer, task, model_args, data_description=data_description, metrics=metrics,
-                       dataset_path=data_args.dataset_path, run_args=run_args, hub_task=HUB_TASKS[task])
+        save_with_card(trainer, tokenizer, task, model_args, data_description=data_description,
+                       evaluations=evaluations, dataset_path=data_args.dataset_path, run_args=run_args)
     report_done(trainer.args, f"run_{task}")
+
+
+def _dataset_id(path: str) -> str:
+    """A local dataset's identifier on the card: its folder's name (e.g. 'retrieval_adv')."""
+    return os.path.basename(os.path.normpath(path))
 
 
 def _tokenized(training_args, dsets, data_args, split: str, n: int | None, fn, desc: str, **fn_kwargs):
@@ -205,7 +209,8 @@ def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args) ->
 
     train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds, on_eval=add_perplexity)
     metrics = {k: eval_metrics[k] for k in ("eval_loss", "perplexity") if k in eval_metrics}
-    _save(trainer, tokenizer, "mlm", model_args, data_args, run_args, metrics,
+    evaluations = [Evaluation(_dataset_id(data_args.dataset_path), data_args.validation_split, metrics)] if metrics else []
+    _save(trainer, tokenizer, "mlm", model_args, data_args, run_args, evaluations,
           f"Texts of column(s) {columns} of `{data_args.dataset_path}` (split "
           f"`{data_args.train_split}`), packed into {data_args.max_seq_length}-token "
           f"blocks, {data_args.mlm_probability:.0%} masked.")
@@ -219,14 +224,16 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
     cols = [data_args.query_column, data_args.code_column]
     checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, cols)
     model = build_model(model_args, "retrieval", tokenizer)
-    tests = {}
+    tests, test_ids = {}, {}  # test set name -> rows, dataset identifier (for the card)
     if training_args.do_predict:
         tests["test"] = require_split(dsets, data_args.test_split, data_args.dataset_path)
+        test_ids["test"] = _dataset_id(data_args.dataset_path)
         for path in data_args.test_dataset_path:
             extra = load_dataset_dict(path, "--test_dataset_path")
             extra = require_split(extra, data_args.test_split, path) if hasattr(extra, "keys") else extra
             require_columns(extra, cols, where=path)
-            tests[os.path.basename(os.path.normpath(path))] = extra
+            tests[_dataset_id(path)] = extra
+            test_ids[_dataset_id(path)] = _dataset_id(path)
 
     def prepare(split, n):
         return _tokenized(training_args, dsets, data_args, split, n, tokenize_retrieval_pairs, "tokenize",
@@ -246,7 +253,8 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
     # gather only (embeddings, code_embeddings) for compute_metrics, whatever else the model returns
     trainer.preprocess_logits_for_metrics = lambda outputs, labels: (outputs[0], outputs[1])
     train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
-    metrics = {k: v for k, v in eval_metrics.items() if k == "eval_loss"}
+    evaluations = ([Evaluation(_dataset_id(data_args.dataset_path), data_args.validation_split,
+                               {"eval_loss": eval_metrics["eval_loss"]})] if "eval_loss" in eval_metrics else [])
     test_metrics = {}
     if training_args.do_predict:
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -258,10 +266,11 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
                                         data_args.eval_batch_size, data_args.max_eval_samples, prefix=name)
             trainer.log_metrics(name, result)
             trainer.save_metrics(name, result, combined=True)
-            metrics.update({k: v for k, v in result.items() if not k.endswith(("num_queries", "pool_size"))})
             test_metrics[name] = {k[len(name) + 1:]: v for k, v in result.items()}
+            if all((e.dataset, e.split) != (test_ids[name], data_args.test_split) for e in evaluations):
+                evaluations.append(Evaluation(test_ids[name], data_args.test_split, test_metrics[name]))
         trainer.accelerator.wait_for_everyone()
-    _save(trainer, tokenizer, "retrieval", model_args, data_args, run_args, metrics,
+    _save(trainer, tokenizer, "retrieval", model_args, data_args, run_args, evaluations,
           f"Query/code pairs from `{data_args.dataset_path}` (columns "
           f"`{data_args.query_column}`/`{data_args.code_column}`), split "
           f"`{data_args.train_split}`.")
@@ -307,7 +316,7 @@ def run_type_inference(model_args, data_args: TypeInferenceDataArguments, traini
                               ignore_labels=ignore)
 
     trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
-                       DataCollatorForTypeInference(tokenizer.pad_token_id), compute_metrics)
+                       DataCollatorForTokenClassification(tokenizer), compute_metrics)  # labels padded with -100
     train_loss, _ = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
     metrics = {}
     if training_args.do_predict:
@@ -316,7 +325,9 @@ def run_type_inference(model_args, data_args: TypeInferenceDataArguments, traini
         trainer.save_metrics("test", out.metrics)
         metrics.update({k: v for k, v in out.metrics.items() if k.startswith("test_") and "runtime" not in k
                         and "per_second" not in k})
-    _save(trainer, tokenizer, "token_classification", model_args, data_args, run_args, metrics,
+    evaluations = ([Evaluation(_dataset_id(data_args.dataset_path), data_args.test_split,
+                               {k[5:]: v for k, v in metrics.items()})] if metrics else [])
+    _save(trainer, tokenizer, "token_classification", model_args, data_args, run_args, evaluations,
           f"Word-level type labels from `{data_args.dataset_path}` ({len(names)} "
           f"labels), split `{data_args.train_split}`.")
     return TypeInferenceResult(training_args.output_dir, train_loss, {k[5:]: v for k, v in metrics.items()})

@@ -22,7 +22,7 @@ class ModelArguments:
         "help": "Checkpoint folder (or Hub id) to start from; omit to build a new model from the flags below."})
     model_type: Optional[str] = field(default=None, metadata={
         "help": "mambacode | roformer (RoCoder). Default: the checkpoint's type, else mambacode."})
-    tokenizer_name: Optional[str] = field(default=None, metadata={
+    tokenizer_name_or_path: Optional[str] = field(default=None, metadata={
         "help": "Tokenizer folder; default: model_name_or_path."})
     hidden_size: int = field(default=128, metadata={"help": "Width (new models)."})
     num_hidden_layers: int = field(default=4, metadata={"help": "Depth (new models)."})
@@ -156,12 +156,12 @@ def build_model(args: ModelArguments, task: str, tokenizer, **config_overrides):
 
 
 def load_tokenizer(args: ModelArguments):
-    """The tokenizer named by --tokenizer_name, else the checkpoint's; one of them is required."""
+    """The tokenizer named by --tokenizer_name_or_path, else the checkpoint's; one of them is required."""
     from transformers import AutoTokenizer
 
-    name = args.tokenizer_name or args.model_name_or_path
+    name = args.tokenizer_name_or_path or args.model_name_or_path
     if name is None:
-        raise ValueError("a tokenizer is needed: pass --tokenizer_name (e.g. the folder written by "
+        raise ValueError("a tokenizer is needed: pass --tokenizer_name_or_path (e.g. the folder written by "
                          "scripts/train_tokenizer.py) or --model_name_or_path of a folder that has one")
     return AutoTokenizer.from_pretrained(name)
 

@@ -172,7 +172,7 @@ def training_arguments(preset: Preset, steps: int, batch: int, lr: float, output
 def pretrain(preset: Preset, variant: str, tokenizer: str, corpus: str, output_dir: str):
     """MLM pretraining of one variant on the retrieval corpus's code (a new model from the preset's sizes)."""
     model_args = ModelArguments(
-        tokenizer_name=tokenizer, hidden_size=preset.hidden_size, num_hidden_layers=preset.num_hidden_layers,
+        tokenizer_name_or_path=tokenizer, hidden_size=preset.hidden_size, num_hidden_layers=preset.num_hidden_layers,
         intermediate_size=preset.intermediate_size, state_size=preset.state_size,
         mamba_head_dim=preset.mamba_head_dim, max_position_embeddings=preset.max_positions, **VARIANTS[variant])
     data_args = MLMDataArguments(dataset_path=os.path.join(corpus, "retrieval"), text_column="code",
@@ -278,8 +278,8 @@ def spectrum(preset: Preset, pretrained: str, finetuned: str, output_dir: str, t
 
     args = SpectrumArguments(model_name_or_path=pretrained, compare_to=finetuned, output_dir=output_dir,
                              length=preset.spectrum_length, corpus_dir=corpus, split="test", max_snippets=32,
-                             max_length=256,
-                             tokenizer_name_or_path=tokenizer)
+                             max_length=256, tokenizer_name_or_path=tokenizer,
+                             use_cpu=True)  # the CPU, as before --device became --use_cpu: same numbers anywhere
     report = measure(args)
     write_report(report, output_dir)
     changes = report.class_changes()

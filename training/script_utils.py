@@ -19,6 +19,7 @@ from mambacode.probing.callback import ProbeCallback
 from mambacode.spectral.callback import SpectrumCallback
 
 from .callbacks import NonFiniteLossError
+from .hub import HUB_EXIT_STATUS, HubUnavailableError, check_folder, push_folder, require_online
 from .model_card import write_model_card
 from .models import ModelArguments
 from .validation import DataValidationError
@@ -54,7 +55,12 @@ def run_script(entry_point, data_args_class, argv=None) -> int:
         parsed = parser.parse_args_into_dataclasses(args=argv)
     setup_logging(parsed[2])
     try:
+        if parsed[2].push_to_hub:  # refuse before training, not after it
+            require_online()
         entry_point(*parsed)
+    except HubUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return HUB_EXIT_STATUS
     except NonFiniteLossError as exc:
         logger.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
@@ -143,19 +149,32 @@ def train_and_evaluate(trainer, training_args, checkpoint, train_ds, on_eval=Non
     return train_loss, eval_metrics
 
 
-def save_with_card(trainer, tokenizer, task: str, model_args, data_description: str, metrics: dict,
-                   dataset_path: str, run_args, hub_task: str) -> None:
-    """Save model + tokenizer, write README.md (main process only), then push as transformers' examples do
-    (only with --push_to_hub; `hub_task` is the Hub pipeline tag)."""
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        _write_card(trainer, tokenizer, task, model_args, data_description, metrics,
-                    os.path.basename(os.path.normpath(dataset_path)), run_args)
-    if trainer.args.push_to_hub:
-        trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks=hub_task)
+def save_with_card(trainer, tokenizer, task: str, model_args, data_description: str, evaluations: list,
+                   dataset_path: str, run_args) -> None:
+    """Save model + tokenizer and write README.md (main process only); with --push_to_hub, upload the folder
+    with that card (`hub.push_folder`), never the generic card `Trainer.push_to_hub` would write over it.
+    `evaluations`: `model_card.Evaluation`s, one per dataset and split."""
+    # `_internal_call`: Trainer.save_model would otherwise push (and regenerate the card) by itself
+    trainer.save_model(_internal_call=True)
+    if not trainer.is_world_process_zero():
+        return
+    _write_card(trainer, tokenizer, task, model_args, data_description, evaluations,
+                os.path.basename(os.path.normpath(dataset_path)), run_args)
+    args = trainer.args
+    if args.push_to_hub:
+        if hasattr(trainer, "_finish_current_push"):  # checkpoint uploads still running must land first
+            trainer._finish_current_push()
+        problems = check_folder(args.output_dir)
+        if problems:
+            raise ValueError(f"{args.output_dir} is not ready to push: {'; '.join(problems)}")
+        repo_id = (getattr(trainer, "hub_model_id", None) or args.hub_model_id
+                   or os.path.basename(os.path.abspath(args.output_dir)))
+        info = push_folder(args.output_dir, repo_id, token=args.hub_token, private=args.hub_private_repo,
+                           revision=args.hub_revision, commit_message="End of training")
+        logger.info("pushed %s to %s", args.output_dir, getattr(info, "commit_url", None) or repo_id)
 
 
-def _write_card(trainer, tokenizer, task, model_args, data_description, metrics, dataset_name, run_args) -> None:
+def _write_card(trainer, tokenizer, task, model_args, data_description, evaluations, dataset_name, run_args) -> None:
     tokenizer.save_pretrained(trainer.args.output_dir)
     args = trainer.args
     training = {"learning_rate": args.learning_rate, "per_device_train_batch_size": args.per_device_train_batch_size,
@@ -164,7 +183,7 @@ def _write_card(trainer, tokenizer, task, model_args, data_description, metrics,
                 "warmup_steps": args.warmup_steps, "seed": args.seed}
     model = trainer.model
     write_model_card(args.output_dir, model.config, task, model_name=run_args.model_card_name,
-                     metrics=metrics, dataset=dataset_name, data_description=data_description,
+                     evaluations=evaluations, dataset=dataset_name, data_description=data_description,
                      base_model=model_args.model_name_or_path, training=training,
                      num_parameters=sum(p.numel() for p in model.parameters()),
                      probe_summary=_probe_summary(args.output_dir), spectrum_summary=_spectrum_summary(args.output_dir))

@@ -33,7 +33,7 @@ def check_tokenizer_matches_model(tokenizer, config, where: str = "model") -> No
     if vocab is not None and size != vocab:
         raise DataValidationError(
             f"tokenizer/model vocabulary mismatch: the tokenizer has {size} tokens but {where} has "
-            f"vocab_size={vocab}. Use the tokenizer the model was trained with (--tokenizer_name), or build "
+            f"vocab_size={vocab}. Use the tokenizer the model was trained with (--tokenizer_name_or_path), or build "
             f"the model from scratch with vocab_size={size}."
         )
     pad = getattr(config, "pad_token_id", None)

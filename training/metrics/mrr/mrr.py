@@ -14,8 +14,6 @@ import datasets
 import evaluate
 import numpy as np
 
-from mambacode.training.metrics_loader import metric_info
-
 _CITATION = ""
 _DESCRIPTION = __doc__
 _KWARGS_DESCRIPTION = """
@@ -30,9 +28,11 @@ Returns:
 
 class MRR(evaluate.Metric):
     def _info(self):
-        return metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION,
-                           predictions=datasets.Sequence(datasets.Value("float32")),
-                           references=datasets.Value("int64"))
+        return evaluate.MetricInfo(description=_DESCRIPTION, citation=_CITATION,
+                                   inputs_description=_KWARGS_DESCRIPTION,
+                                   features=datasets.Features({
+                                       "predictions": datasets.Sequence(datasets.Value("float32")),
+                                       "references": datasets.Value("int64")}))
 
     def _compute(self, predictions, references, ks=(1, 5, 10)):
         scores = np.asarray(predictions, dtype=np.float64)

@@ -13,8 +13,6 @@ import datasets
 import evaluate
 import numpy as np
 
-from mambacode.training.metrics_loader import metric_info
-
 _CITATION = ""
 _DESCRIPTION = __doc__
 _KWARGS_DESCRIPTION = """
@@ -33,9 +31,10 @@ def _f1(p, r):
 
 class TypeF1(evaluate.Metric):
     def _info(self):
-        return metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION,
-                           predictions=datasets.Value("int64"),
-                           references=datasets.Value("int64"))
+        return evaluate.MetricInfo(description=_DESCRIPTION, citation=_CITATION,
+                                   inputs_description=_KWARGS_DESCRIPTION,
+                                   features=datasets.Features({"predictions": datasets.Value("int64"),
+                                                               "references": datasets.Value("int64")}))
 
     def _compute(self, predictions, references, ignore_labels=()):
         pred = np.asarray(predictions, dtype=np.int64)
