@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
 
 SPLITS = ("train", "validation", "test")
-Sizes = Union[int, Sequence[int]]
+Sizes = int | Sequence[int]
 
 
 def assign_splits(

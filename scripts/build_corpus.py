@@ -14,7 +14,6 @@ write is refused unless --overwrite.
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional
 
 from transformers import HfArgumentParser
 
@@ -24,7 +23,7 @@ from mambacode.corpus import CORPUS_PACKAGES, LongContextConfig, PairFilters, bu
 @dataclass
 class CorpusArguments:
     output_dir: str = field(metadata={"help": "Folder that receives the four datasets (replaced atomically)."})
-    max_functions: Optional[int] = field(default=None, metadata={"help": "Stop after this many retrieval pairs (small runs)."})
+    max_functions: int | None = field(default=None, metadata={"help": "Stop after this many retrieval pairs (small runs)."})
     languages: str = field(default="python", metadata={"help": "Comma-separated: python, javascript, typescript."})
     source_dir: list[str] = field(
         default_factory=list,

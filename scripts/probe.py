@@ -10,7 +10,6 @@ Writes <output_dir>/probe_set.json (the pairs; reused if present), probe_report.
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Optional
 
 from transformers import HfArgumentParser
 
@@ -28,24 +27,24 @@ class ProbeArguments:
     output_dir: str = field(metadata={"help": "Where the probe set, report and feature cache go."})
     model_name_or_path: list[str] = field(default_factory=list, metadata={
         "help": "A model folder or name; repeat (or list several) to compare models.", "action": "extend"})
-    corpus_dir: Optional[str] = field(default=None, metadata={
+    corpus_dir: str | None = field(default=None, metadata={
         "help": "Corpus folder with a `retrieval/` dataset (columns code, language); or --source_dir."})
-    source_dir: Optional[str] = field(default=None, metadata={"help": "Folder of source files (split into functions)."})
-    probe_set: Optional[str] = field(default=None, metadata={"help": "Load this saved probe set instead of sampling one."})
+    source_dir: str | None = field(default=None, metadata={"help": "Folder of source files (split into functions)."})
+    probe_set: str | None = field(default=None, metadata={"help": "Load this saved probe set instead of sampling one."})
     tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"choices": list(TASKS)})
-    layers: Optional[list[int]] = field(default=None, metadata={
+    layers: list[int] | None = field(default=None, metadata={
         "help": "Hidden-state indices (0 = embeddings); default: all."})
     probes: list[str] = field(default_factory=lambda: list(PROBES), metadata={"choices": PROBES})
-    max_snippets: Optional[int] = field(default=None)
+    max_snippets: int | None = field(default=None)
     max_tokens: int = field(default=256, metadata={"help": "Code tokens kept per snippet."})
-    pairs_per_class: Optional[int] = field(default=None, metadata={
+    pairs_per_class: int | None = field(default=None, metadata={
         "help": "Default: 1300 (distance), 1500 (siblings, dfg)."})
     seed: int = field(default=0)
     batch_size: int = field(default=8)
     max_length: int = field(default=512, metadata={"help": "Model tokens per snippet."})
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "Feature cache (default: <output_dir>/feature_cache)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Feature cache (default: <output_dir>/feature_cache)."})
     use_cpu: bool = field(default=False, metadata={"help": "Run the models on the CPU even if CUDA is available."})
-    merge_candidates: Optional[int] = field(default=None, metadata={
+    merge_candidates: int | None = field(default=None, metadata={
         "help": "DirectProbe: nearest same-label clusters tried per merge pass (default: all)."})
 
 

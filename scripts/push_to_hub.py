@@ -13,7 +13,6 @@ the checks. Without network (or with HF_HUB_OFFLINE=1) it fails with a one-line 
 
 import sys
 from dataclasses import dataclass, field
-from typing import Optional
 
 from transformers import HfArgumentParser
 
@@ -25,9 +24,9 @@ class PushArguments:
     model_name_or_path: str = field(metadata={"help": "Saved model folder to publish."})
     repo_id: str = field(metadata={"help": "user-or-org/name on the Hub."})
     private: bool = field(default=False, metadata={"help": "Create the repository private."})
-    revision: Optional[str] = field(default=None, metadata={"help": "Branch to push to."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to."})
     commit_message: str = field(default="Upload MambaCode model")
-    token: Optional[str] = field(default=None, metadata={"help": "Hub token (default: the logged-in one / HF_TOKEN)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one / HF_TOKEN)."})
     dry_run: bool = field(default=False, metadata={"help": "Only check the folder."})
 
 

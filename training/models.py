@@ -8,7 +8,6 @@ the SSM it is compared with; nothing else about its training differs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 MODEL_TYPES = ("mambacode", "roformer")
 TASKS = ("mlm", "retrieval", "token_classification")
@@ -18,15 +17,15 @@ TASKS = ("mlm", "retrieval", "token_classification")
 class ModelArguments:
     """Which model to fine-tune, or how to build one from scratch."""
 
-    model_name_or_path: Optional[str] = field(default=None, metadata={
+    model_name_or_path: str | None = field(default=None, metadata={
         "help": "Checkpoint folder (or Hub id) to start from; omit to build a new model from the flags below."})
-    model_type: Optional[str] = field(default=None, metadata={
+    model_type: str | None = field(default=None, metadata={
         "help": "mambacode | roformer (RoCoder). Default: the checkpoint's type, else mambacode."})
-    tokenizer_name_or_path: Optional[str] = field(default=None, metadata={
+    tokenizer_name_or_path: str | None = field(default=None, metadata={
         "help": "Tokenizer folder; default: model_name_or_path."})
     hidden_size: int = field(default=128, metadata={"help": "Width (new models)."})
     num_hidden_layers: int = field(default=4, metadata={"help": "Depth (new models)."})
-    intermediate_size: Optional[int] = field(default=None, metadata={"help": "Default 4 x hidden_size."})
+    intermediate_size: int | None = field(default=None, metadata={"help": "Default 4 x hidden_size."})
     max_position_embeddings: int = field(default=4096, metadata={"help": "Longest input (new models)."})
     mixer: str = field(default="s4d", metadata={"help": "MambaCode sequence mixer: s4d | mamba2."})
     state_size: int = field(default=64, metadata={"help": "SSM state size N."})
@@ -36,12 +35,12 @@ class ModelArguments:
     parameter_matched: bool = field(default=False, metadata={
         "help": "Match the parameter count of the plain s4d baseline of the same width/depth (as CodeSSM-HF "
                 "drops a layer), by depth then intermediate size."})
-    num_attention_heads: Optional[int] = field(default=None, metadata={
+    num_attention_heads: int | None = field(default=None, metadata={
         "help": "RoCoder heads; default hidden_size // 64 (at least 1)."})
     spectral_anchor_weight: float = field(default=0.0, metadata={
         "help": "Weight of the spectral-preserving regulariser (MambaCode fine-tuning; 0 = off)."})
-    spectral_anchor_length: Optional[int] = field(default=None, metadata={"help": "Kernel length of the anchor."})
-    retrieval_temperature: Optional[float] = field(default=None, metadata={"help": "InfoNCE temperature."})
+    spectral_anchor_length: int | None = field(default=None, metadata={"help": "Kernel length of the anchor."})
+    retrieval_temperature: float | None = field(default=None, metadata={"help": "InfoNCE temperature."})
 
     def __post_init__(self):
         if self.model_type is not None and self.model_type not in MODEL_TYPES:
