@@ -44,6 +44,8 @@ def _mamba_ssm_sources(tmp_dir: Path) -> Path | None:
         spec = importlib.util.find_spec("mamba_ssm")  # locates an installed copy without importing it
         return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
     path = Path(given)
+    if not path.exists():
+        pytest.fail(f"{SDIST_ENV}={given}: no such file or folder (expected mamba-ssm's source distribution)")
     if path.is_file():
         with tarfile.open(path) as archive:
             archive.extractall(tmp_dir, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
