@@ -33,7 +33,8 @@ class MambaCodeConfig(PretrainedConfig):
         mamba_head_dim: Mamba-2 head dimension P (hidden_size / P heads per direction).
         mamba_chunk_size: chunk length of the Mamba-2 chunked scan.
         use_mamba_kernels: `"auto"` uses mamba-ssm's Triton SSD kernel when it imports and the input is on
-            CUDA; `True` requires it (error if unavailable on a CUDA input); `False` always uses pure torch.
+            CUDA; `True` requires it (error if unavailable on a CUDA input; CPU inputs use it too when
+            `TRITON_INTERPRET=1` runs Triton's interpreter, for tests); `False` always uses pure torch.
         direction_merge: `"mul"` (BiGS, elementwise product of the two directions) or `"add"`.
         hf_conv: add the high-frequency path (a grouped short convolution beside each direction's SSM,
             PAPER.md section 5), output scale initialised to zero.

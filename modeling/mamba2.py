@@ -5,12 +5,15 @@ Recurrence per head h (scalar decay), position t, state h_t of shape (P, N):
 The two directions have separate parameters; their heads are concatenated (2H heads, two B/C groups) so
 one scan serves both. On CUDA with mamba-ssm importable the scan is mamba-ssm's Triton kernel
 `mamba_chunk_scan_combined`; otherwise the pure-torch chunked scan below. The choice is made per call.
+With `use_mamba_kernels=True` and Triton's interpreter switched on (`TRITON_INTERPRET=1`), CPU tensors go
+through the kernel too (slowly, in Python): that is how the kernel path is tested without a GPU.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +39,11 @@ def mamba_chunk_scan_kernel():
             _KERNEL_STATE["error"] = f"{type(exc).__name__}: {exc}"
             logger.info("mamba-ssm kernels unavailable, using the pure-torch SSD scan (%s)", _KERNEL_STATE["error"])
     return _KERNEL_STATE["fn"]
+
+
+def triton_interpreter_on() -> bool:
+    """Whether `TRITON_INTERPRET` switches Triton's interpreter on (the values Triton itself accepts)."""
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "yes", "on", "y")
 
 
 def ssd_segment_sum(a: torch.Tensor) -> torch.Tensor:
@@ -157,9 +165,15 @@ class BiMamba2Mixer(nn.Module):
         }
 
     def scan(self, x, dt, A, B, C) -> torch.Tensor:
-        """Dispatch to the Triton kernel (CUDA + mamba-ssm) or the pure-torch chunked scan."""
+        """Dispatch to the Triton kernel (CUDA + mamba-ssm) or the pure-torch chunked scan.
+
+        CPU tensors take the kernel only when it is required (`use_mamba_kernels=True`) and Triton's
+        interpreter is on; "auto" never picks the interpreter, which is far slower than the torch scan.
+        """
         kernel = None
-        if x.is_cuda and self.use_kernels in ("auto", True):
+        wanted = self.use_kernels in ("auto", True) and (
+            x.is_cuda or (self.use_kernels is True and x.device.type == "cpu" and triton_interpreter_on()))
+        if wanted:
             kernel = mamba_chunk_scan_kernel()
             if kernel is None and self.use_kernels is True:
                 raise RuntimeError(
@@ -180,4 +194,4 @@ class BiMamba2Mixer(nn.Module):
         return y[:, :, 0], y[:, :, 1].flip(1)
 
 
-__all__ = ["BiMamba2Mixer", "ssd_chunked_scan", "ssd_segment_sum", "mamba_chunk_scan_kernel"]
+__all__ = ["BiMamba2Mixer", "ssd_chunked_scan", "ssd_segment_sum", "mamba_chunk_scan_kernel", "triton_interpreter_on"]
