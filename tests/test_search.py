@@ -16,7 +16,7 @@ import torch
 from mambacode import MambaCodeForRetrieval
 from mambacode.cli import main
 from mambacode.search import (CodeIndex, SearchIndexError, Searcher, build_index, code_tokens,
-                              reciprocal_rank_fusion)
+                              reciprocal_rank_fusion, scan_sources)
 from mambacode.search.model import PROBE_TEXT
 
 GEOMETRY = '''import math
@@ -135,6 +135,15 @@ def test_bm25_ranks_the_exact_name_first(setup):
         hits = searcher.search(name, k=3, mode="bm25")
         assert hits[0].name == name and hits[0].bm25_rank == 1 and hits[0].dense_rank is None
     assert searcher.search("zzzz_unknown_word", mode="bm25") == []
+
+
+def test_python_files_are_read_in_their_declared_encoding(tmp_path):
+    _write(str(tmp_path), "latin.py", "# -*- coding: latin-1 -*-\ndef caf\u00e9():\n    pass\n".encode("latin-1"))
+    _write(str(tmp_path), "bad.py", b"# coding: no-such-codec\ndef f(): pass\n")
+    _write(str(tmp_path), "web.js", b"function caf\xe9() {}\n")
+    scan = scan_sources(str(tmp_path))
+    assert [(f.path, f.line, f.name) for f in scan.functions] == [("latin.py", 2, "caf\u00e9")]
+    assert scan.skipped["web.js"] == "not UTF-8" and scan.skipped["bad.py"].startswith("bad encoding declaration")
 
 
 def test_code_tokens_split_identifiers():

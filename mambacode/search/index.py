@@ -134,12 +134,13 @@ def _embed_all(model, tokenizer, texts: list[str], max_length: int, batch_size: 
     return out
 
 
-def build_index(source_dir: str, output: str, model_name_or_path: str, *, model=None, tokenizer=None,
+def build_index(source_dir: str | SourceScan, output: str, model_name_or_path: str, *, model=None, tokenizer=None,
                 batch_size: int = 32, max_length: int = 256, query_max_length: int = 64, device: str | None = None,
                 progress: bool = True) -> IndexReport:
     """Index (or update the index of) `source_dir` into the folder `output` with the retrieval model
     `model_name_or_path` (loaded here unless `model` and `tokenizer` are given; the name is recorded so that
-    `search` can load it again)."""
+    `search` can load it again). `source_dir` may also be a ready `SourceScan` (functions from elsewhere,
+    e.g. a benchmark's candidate pool)."""
     import bm25s
     import faiss
 
@@ -157,9 +158,9 @@ def build_index(source_dir: str, output: str, model_name_or_path: str, *, model=
     if model is None or tokenizer is None:
         model, tokenizer = load_retrieval_model(model_name_or_path, device)
     probe = fingerprint(model, tokenizer, max_length)
-    scan: SourceScan = scan_sources(source_dir, progress=progress)
+    scan = source_dir if isinstance(source_dir, SourceScan) else scan_sources(source_dir, progress=progress)
     if not scan.functions:
-        raise SearchIndexError(f"{source_dir}: no functions found in supported-language files "
+        raise SearchIndexError(f"{scan.root}: no functions found in supported-language files "
                                f"({scan.summary()})")
 
     cache: dict[str, np.ndarray] = {}

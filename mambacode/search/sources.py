@@ -2,7 +2,7 @@
 
 Nothing is dropped silently: files that cannot be read or decoded, and files whose every function holds a
 syntax error, are skipped and counted by reason; functions with syntax errors inside are dropped and counted.
-Files of unsupported languages are counted as ignored. Hidden folders and virtual environments are not walked.
+Files of unsupported languages are counted as ignored. Hidden folders, virtual environments and installed packages (`SKIP_DIRS`) are not walked.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from ..corpus.snippets import extract_functions
 from ..languages import language_of
 
-#: folders never walked (version control, caches, virtual environments, dependencies)
+#: folders never walked (version control, caches, virtual environments, installed dependencies)
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox",
-                       ".mypy_cache", ".pytest_cache"})
+                       ".mypy_cache", ".pytest_cache", "site-packages", "dist-packages"})
 SNIPPET_LINES = 4
 
 
@@ -66,6 +66,17 @@ def _walk(root: str):
             yield os.path.join(folder, name)
 
 
+def _decode(data: bytes, language: str) -> str:
+    """Text of a source file: UTF-8, or for Python the encoding its PEP 263 `coding:` line declares."""
+    if language == "python" and b"coding" in b"\n".join(data.split(b"\n", 2)[:2]):
+        import io
+        import tokenize
+
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return data.decode(encoding)
+    return data.decode("utf-8")
+
+
 def scan_sources(root: str, progress: bool = False) -> SourceScan:
     """Every function and method of every supported-language file below `root` (sorted walk)."""
     if not os.path.isdir(root):
@@ -90,9 +101,13 @@ def scan_sources(root: str, progress: bool = False) -> SourceScan:
             scan.skipped[rel] = f"unreadable ({exc.strerror or exc})"
             continue
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            scan.skipped[rel] = "not UTF-8"
+            text = _decode(data, language)
+        except UnicodeDecodeError as exc:
+            utf8 = exc.encoding.replace("-", "").lower() == "utf8"
+            scan.skipped[rel] = "not UTF-8" if utf8 else f"not {exc.encoding} (its declared encoding)"
+            continue
+        except SyntaxError as exc:  # tokenize.detect_encoding: an unknown or inconsistent `coding:` line
+            scan.skipped[rel] = f"bad encoding declaration ({exc.msg})"
             continue
         spans = extract_functions(text, language, full)
         clean = [s for s in spans if not s.has_error]
