@@ -47,10 +47,9 @@ def _display_path(file: str) -> str:
 
 
 def _search(args) -> int:
-    from .search import Searcher
+    from .search.query import Searcher, check_query
 
-    if not args.query.strip():
-        raise ValueError("empty query: give some words or code to search for")
+    check_query(args.query)
     searcher = Searcher(args.index, args.model, device=args.device)
     hits = searcher.search(args.query, args.k, args.mode)
     if args.json:

@@ -32,6 +32,7 @@ from .tokenize import code_tokens
 FORMAT = "mambacode-search-index"
 VERSION = 1
 FILES = ("manifest.json", "metadata.jsonl", "files.json", "dense.faiss", "bm25")
+NAME_WEIGHT = 3  # the qualified name counts as this many extra occurrences for BM25 (a poor man's BM25F)
 EMBED_CHUNK = 1024  # texts per `encode` call: bounds memory and drives the progress bar
 
 
@@ -192,7 +193,7 @@ def build_index(source_dir: str | SourceScan, output: str, model_name_or_path: s
     dense = faiss.IndexFlatIP(matrix.shape[1])
     dense.add(matrix)
 
-    corpus_tokens = [code_tokens(f"{f.name} {f.code}") for f in scan.functions]
+    corpus_tokens = [code_tokens(f.name) * NAME_WEIGHT + code_tokens(f.code) for f in scan.functions]
     bm25 = bm25s.BM25()
     bm25.index(corpus_tokens, show_progress=progress)
 

@@ -20,6 +20,12 @@ MODES = ("hybrid", "dense", "bm25")
 FUSION_DEPTH = 100  # candidates each ranker contributes to the fusion (at least k)
 
 
+def check_query(query) -> None:
+    """Refuse an empty query before any model is loaded."""
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("empty query: give some words or code to search for")
+
+
 @dataclass
 class Hit:
     """One ranked function; `dense_rank` / `bm25_rank` are its 1-based ranks in each list (None: not there)."""
@@ -79,8 +85,7 @@ class Searcher:
         return top, [float(scores[i]) for i in top]
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
-        if not isinstance(query, str) or not query.strip():
-            raise ValueError("empty query: give some words or code to search for")
+        check_query(query)
         if mode not in MODES:
             raise ValueError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
         if k < 1:
@@ -108,9 +113,8 @@ class Searcher:
 def search(query: str, index_dir: str, k: int = 10, mode: str = "hybrid", model_name_or_path: str | None = None,
            device: str | None = None) -> list[Hit]:
     """One query against the index folder `index_dir` (the index's own model unless one is named)."""
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError("empty query: give some words or code to search for")
+    check_query(query)
     return Searcher(index_dir, model_name_or_path, device=device).search(query, k, mode)
 
 
-__all__ = ["FUSION_DEPTH", "Hit", "MODES", "Searcher", "search"]
+__all__ = ["FUSION_DEPTH", "Hit", "MODES", "Searcher", "check_query", "search"]
