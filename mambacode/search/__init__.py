@@ -12,6 +12,6 @@ from .query import MODES, Hit, Searcher, search
 from .sources import SourceFunction, SourceScan, scan_sources
 from .tokenize import code_tokens
 
-__all__ = ["CodeIndex", "Hit", "IndexReport", "MODES", "RRF_K", "SearchIndexError", "Searcher", "SourceFunction", "SourceScan",
-           "build_index", "code_tokens", "load_retrieval_model", "reciprocal_rank_fusion", "scan_sources",
-           "search"]
+__all__ = ["CodeIndex", "Hit", "IndexReport", "MODES", "RRF_K", "SearchIndexError", "Searcher", "SourceFunction",
+           "SourceScan", "build_index", "code_tokens", "load_retrieval_model", "reciprocal_rank_fusion",
+           "scan_sources", "search"]

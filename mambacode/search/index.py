@@ -70,7 +70,8 @@ class CodeIndex:
     """A loaded index folder: `manifest`, `rows` (metadata), `dense` (faiss) and `bm25` (bm25s)."""
 
     def __init__(self, path: str, manifest: dict, rows: list[dict], files: dict, dense, bm25):
-        self.path, self.manifest, self.rows, self.files, self.dense, self.bm25 = path, manifest, rows, files, dense, bm25
+        self.path, self.manifest, self.rows, self.files = path, manifest, rows, files
+        self.dense, self.bm25 = dense, bm25
 
     @classmethod
     def load(cls, path: str) -> "CodeIndex":
@@ -92,11 +93,15 @@ class CodeIndex:
         bm25 = bm25s.BM25.load(os.path.join(path, "bm25"), show_progress=False)
         if dense.ntotal != len(rows) or dense.d != manifest["dim"]:
             raise SearchIndexError(f"{path}: dense.faiss holds {dense.ntotal} vectors of size {dense.d} but "
-                                   f"metadata.jsonl has {len(rows)} rows of size {manifest['dim']} (re-run `mambacode index`)")
+                                   f"metadata.jsonl has {len(rows)} rows of size {manifest['dim']} "
+                                   "(re-run `mambacode index`)")
         return cls(path, manifest, rows, files, dense, bm25)
 
     def vectors(self) -> np.ndarray:
-        return self.dense.reconstruct_n(0, self.dense.ntotal) if self.dense.ntotal else np.zeros((0, self.dense.d), "float32")
+        """The stored embeddings, (n, d) float32, row i = metadata row i."""
+        if not self.dense.ntotal:
+            return np.zeros((0, self.dense.d), "float32")
+        return self.dense.reconstruct_n(0, self.dense.ntotal)
 
 
 def read_manifest(path: str) -> dict:

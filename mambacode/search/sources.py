@@ -2,7 +2,8 @@
 
 Nothing is dropped silently: files that cannot be read or decoded, and files whose every function holds a
 syntax error, are skipped and counted by reason; functions with syntax errors inside are dropped and counted.
-Files of unsupported languages are counted as ignored. Hidden folders, virtual environments and installed packages (`SKIP_DIRS`) are not walked.
+Files of unsupported languages are counted as ignored. Hidden folders, virtual environments and installed
+packages (`SKIP_DIRS`) are not walked.
 """
 
 from __future__ import annotations
