@@ -242,9 +242,11 @@ def test_cli_index_and_search_json(setup, tmp_path, capsys):
     assert "indexed 6 functions from 3 files" in out and "pkg/broken.py: syntax errors" in out
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     for mode in ("hybrid", "dense", "bm25"):
-        cmd = [sys.executable, "-m", "mambacode.cli", "search", "greet", "--index", index, "-k", "3", "--mode", mode,
-               "--json"] if mode == "hybrid" else None
-        if cmd:  # the console script once in a fresh process (same code as the installed `mambacode`)
+        script = os.path.join(os.path.dirname(sys.executable), "mambacode")  # setup.cfg's console script
+        launcher = [script] if os.path.exists(script) else [sys.executable, "-m", "mambacode.cli"]
+        cmd = launcher + ["search", "greet", "--index", index, "-k", "3", "--mode", mode,
+                          "--json"] if mode == "hybrid" else None
+        if cmd:  # the console script once, in a fresh process
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
             assert proc.returncode == 0, proc.stderr
             result = json.loads(proc.stdout)
@@ -258,3 +260,22 @@ def test_cli_index_and_search_json(setup, tmp_path, capsys):
     assert main(["search", "greet", "--index", index, "-k", "2"]) == 0
     text = capsys.readouterr().out
     assert "greet.py:1  greet" in text
+
+
+@pytest.mark.parametrize("language, path, code, expected", [
+    ("go", "m.go", "package m\n\ntype T struct{}\n\nfunc (t *T) Get() int {\n\treturn 1\n}\n\nfunc Free() {}\n",
+     [(5, 7, "Get"), (9, 9, "Free")]),
+    ("java", "C.java", "class C {\n  C() {}\n  int size() {\n    return 0;\n  }\n}\n",
+     [(2, 2, "C.C"), (3, 5, "C.size")]),
+    ("typescript", "a.ts", "export class Box {\n  open(): void {}\n}\nfunction wrap(x: number) { return x; }\n",
+     [(2, 2, "Box.open"), (4, 4, "wrap")]),
+])
+def test_extract_functions_lines_and_qualified_names(language, path, code, expected):
+    from mambacode.corpus import extract_functions, split_functions
+
+    spans = extract_functions(code, language, path)
+    assert [(s.line, s.end_line, s.name) for s in spans] == expected
+    assert [s.code for s in spans] == split_functions(code, language, path)
+    lines = code.split("\n")
+    for s, (line, end, _) in zip(spans, expected):  # the text is exactly the hand-given lines (first one trimmed)
+        assert s.code == "\n".join(lines[line - 1:end]).strip()
