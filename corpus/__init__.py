@@ -11,14 +11,14 @@ from .build import TASKS, BuildConfig, CorpusBuild, build_corpus, corpus_is_comp
 from .long_context import LongContextConfig
 from .obfuscate import obfuscate
 from .pairs import PairFilters
-from .snippets import read_snippets, split_functions
+from .snippets import FunctionSpan, extract_functions, read_snippets, split_functions
 from .sources import CORPUS_PACKAGES, CORPUS_PINS, collect_tasks, missing_corpus_packages
 from .splits import assign_splits
 from .tokenizer import corpus_texts, train_tokenizer
 from .types import align_labels_with_tokens
 
 __all__ = [
-    "CORPUS_PACKAGES", "CORPUS_PINS", "BuildConfig", "CorpusBuild", "LongContextConfig", "PairFilters", "TASKS",
+    "CORPUS_PACKAGES", "CORPUS_PINS", "BuildConfig", "CorpusBuild", "FunctionSpan", "extract_functions", "LongContextConfig", "PairFilters", "TASKS",
     "align_labels_with_tokens", "assign_splits", "build_corpus", "collect_tasks", "corpus_is_complete",
     "corpus_texts", "missing_corpus_packages", "obfuscate", "read_manifest", "read_snippets",
     "split_functions", "train_tokenizer",

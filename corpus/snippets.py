@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 
 from ..languages import get_parser, get_spec, grammar_key, language_of
 
 
-def split_functions(text: str, language: str, path: str = "") -> list[str]:
-    """Function-level snippets of one source file (the unit the paper probes on), in source order.
+@dataclass(frozen=True)
+class FunctionSpan:
+    """One function-level snippet and where it sits: 1-based first/last line, its name ('' when anonymous)
+    qualified by the named nodes around it (`Class.method`), and whether tree-sitter found errors inside."""
+
+    code: str
+    start_byte: int
+    line: int
+    end_line: int
+    name: str
+    has_error: bool
+
+
+def extract_functions(text: str, language: str, path: str = "") -> list[FunctionSpan]:
+    """Function-level snippets of one source file with their positions and names, in source order.
 
     The nodes cut out are the language table's `function_types`; nested functions stay inside their
     enclosing snippet. `path` picks a dialect grammar (`.tsx`).
@@ -21,14 +35,25 @@ def split_functions(text: str, language: str, path: str = "") -> list[str]:
     spec = get_spec(language)
     src = text.encode("utf-8", errors="surrogatepass")
     tree = get_parser(grammar_key(spec.name, path)).parse(src)
-    out, stack = [], [tree.root_node]
+    out, stack = [], [(tree.root_node, ())]
     while stack:
-        node = stack.pop()
+        node, outer = stack.pop()
+        name_node = node.child_by_field_name("name")
+        name = name_node.text.decode("utf-8", errors="replace") if name_node is not None else ""
         if node.type in spec.function_types:
-            out.append((node.start_byte, src[node.start_byte:node.end_byte].decode("utf-8", errors="replace")))
+            code = src[node.start_byte:node.end_byte].decode("utf-8", errors="replace")
+            out.append(FunctionSpan(code, node.start_byte, node.start_point[0] + 1, node.end_point[0] + 1,
+                                    ".".join((*outer, name)) if name else "", node.has_error))
             continue
-        stack.extend(node.children)
-    return [code for _, code in sorted(out)]
+        inner = (*outer, name) if name else outer
+        stack.extend((child, inner) for child in node.children)
+    return sorted(out, key=lambda f: f.start_byte)
+
+
+def split_functions(text: str, language: str, path: str = "") -> list[str]:
+    """Function-level snippets of one source file (the unit the paper probes on), in source order
+    (the `code` of `extract_functions`)."""
+    return [f.code for f in extract_functions(text, language, path)]
 
 
 def read_snippets(corpus_dir: str | None = None, *, source_dir: str | None = None, inputs_file: str | None = None,
@@ -145,4 +170,4 @@ def _from_file(inputs_file, text_field, max_snippets) -> list[str]:
     return snippets[:max_snippets] if max_snippets else snippets
 
 
-__all__ = ["read_snippets", "split_functions"]
+__all__ = ["FunctionSpan", "extract_functions", "read_snippets", "split_functions"]
