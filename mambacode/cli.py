@@ -14,12 +14,14 @@ import json
 import os
 import sys
 
+from .devices import default_device
+
 
 def _index(args) -> int:
     from .search import build_index
 
     report = build_index(args.src_dir, args.output, args.model, batch_size=args.batch_size,
-                         max_length=args.max_length, query_max_length=args.query_max_length, device=args.device,
+                         max_length=args.max_length, query_max_length=args.query_max_length, device=default_device(args.use_cpu),
                          progress=not args.quiet)
     s = report.summary
     print(f"indexed {report.functions} functions from {report.files} files into {args.output} "
@@ -50,7 +52,7 @@ def _search(args) -> int:
     from .search.query import Searcher, check_query
 
     check_query(args.query)
-    searcher = Searcher(args.index, args.model, device=args.device)
+    searcher = Searcher(args.index, args.model, device=default_device(args.use_cpu))
     hits = searcher.search(args.query, args.k, args.mode)
     if args.json:
         print(json.dumps({"query": args.query, "mode": args.mode, "index": args.index,
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--max_length", type=int, default=256, help="tokens of code embedded per function")
     p.add_argument("--query_max_length", type=int, default=64, help="tokens of a query embedded at search time")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--use_cpu", action="store_true", help="run the model on the CPU (default: the GPU when there is one)")
     p.add_argument("--show_skipped", type=int, default=20, help="skipped files named in the summary")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_index)
@@ -99,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="hits as JSON")
     s.add_argument("--model", default=None, metavar="DIR_OR_NAME",
                    help="the index's model at another location (default: the one recorded in the index)")
-    s.add_argument("--device", default=None)
+    s.add_argument("--use_cpu", action="store_true", help="run the model on the CPU (default: the GPU when there is one)")
     s.set_defaults(run=_search)
     return parser
 

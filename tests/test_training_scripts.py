@@ -259,7 +259,9 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path, task):
 
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
     assert script(f"run_{task}")(argv(whole)) == 0
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    # the same intra-op threads as this process: reductions split by thread count round differently
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS=str(torch.get_num_threads()))
     proc = subprocess.run([sys.executable, "-c", _KILL_AT_FIRST_SAVE, task, *argv(killed)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3, proc.stderr[-2000:]
