@@ -166,7 +166,8 @@ def main(argv=None) -> int:
     print(f"\n{'stage':9} {'setting':11} {'scenario':18} {'wall s':>8} {'slowdown':>9} {'threads':>7} {'load':>5}")
     for r in runs:
         wall = f"{r['wall_s']:.1f}" if r["wall_s"] else f">{r['at_least_s']:.0f}"
-        slow = ("" if r["slowdown"] is None else (">" if r["slowdown_is_lower_bound"] else "") + f"{r['slowdown']:.2f}x")
+        slow = "" if r["slowdown"] is None else f"{r['slowdown']:.2f}x"
+        slow = (">" if r["slowdown_is_lower_bound"] and slow else "") + slow
         print(f"{r['stage']:9} {r['setting']:11} {r['scenario']:18} {wall:>8} {slow:>9} {r.get('threads', ''):>7} "
               f"{r['load_before']:>5}")
     record = {"machine": {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "nice_shift": args.nice},

@@ -159,11 +159,10 @@ def test_run_script_flag_and_log(monkeypatch, tmp_path, capsys):
     try:
         def entry(model_args, data_args, training_args, run_args):
             seen["threads"] = torch.get_num_threads()
-        assert run_script(entry, MLMDataArguments, ["--output_dir", str(tmp_path), "--num_threads", "1",
-                                                    "--report_to", "none"]) == 0
+        argv = ["--output_dir", str(tmp_path), "--dataset_path", "unused", "--report_to", "none", "--num_threads"]
+        assert run_script(entry, MLMDataArguments, argv + ["1"]) == 0
         assert seen["threads"] == 1
-        assert run_script(entry, MLMDataArguments, ["--output_dir", str(tmp_path), "--num_threads", "lots",
-                                                    "--report_to", "none"]) == 2
+        assert run_script(entry, MLMDataArguments, argv + ["lots"]) == 2
         assert "num_threads='lots'" in capsys.readouterr().err
     finally:
         torch.set_num_threads(saved)
