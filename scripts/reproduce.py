@@ -22,15 +22,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # libgomp reads it once, at torch import: mambacode/threads.py
 
-from mambacode.corpus import (build_corpus, corpus_is_complete, corpus_texts, missing_corpus_packages, read_manifest,
-                              train_tokenizer)
-from mambacode.training import MLMResult, RetrievalResult, TypeInferenceResult
-from mambacode.training.pipeline import (TASKS, VARIANTS, ExportResult, Preset, ProbeResult, SpectrumResult,
-                                         StageError, StageRunner, export_models, finetune, pretrain, probe,
-                                         spectrum)
-from mambacode.training.reproduction_report import write_report
+from transformers import HfArgumentParser  # noqa: E402
+
+from mambacode.corpus import (build_corpus, corpus_is_complete, corpus_texts, missing_corpus_packages,  # noqa: E402
+                              read_manifest, train_tokenizer)
+from mambacode.threads import configure_threads  # noqa: E402
+from mambacode.training import MLMResult, RetrievalResult, TypeInferenceResult  # noqa: E402
+from mambacode.training.pipeline import (TASKS, VARIANTS, ExportResult, Preset, ProbeResult,  # noqa: E402
+                                         SpectrumResult, StageError, StageRunner, export_models, finetune, pretrain,
+                                         probe, spectrum)
+from mambacode.training.reproduction_report import write_report  # noqa: E402
 
 logger = logging.getLogger("mambacode.pipeline")
 
@@ -57,6 +60,10 @@ PRESETS = {
                    type_len=512, eval_samples=None, probe_pairs=None, probe_snippets=None,
                    probe_kinds="directprobe,linear", spectrum_length=4096, anchor_weight=1.0, warmup=300),
 }
+# Intra-op threads per preset where neither --num_threads nor OMP_NUM_THREADS says: the count changes the last
+# bits of every result, so the tiny preset's tables are made at one fixed count (1: the fastest on a busy
+# 2-core machine, see mambacode/threads.py); the GPU presets measure the free cores.
+PRESET_THREADS = {"tiny": 1, "small": "auto", "base": "auto"}
 FINETUNE_RESULT = {"advtest": RetrievalResult, "longctx": RetrievalResult, "types": TypeInferenceResult}
 
 
@@ -124,6 +131,9 @@ class ReproduceArguments:
         "help": f"Comma list, subset of {list(VARIANTS)} (default: all)."})
     no_anchor: bool = field(default=False, metadata={"help": "Skip the spectral-regulariser fine-tunes."})
     verbose: bool = field(default=False, metadata={"help": "Stage output on the console instead of log files."})
+    num_threads: str | None = field(default=None, metadata={
+        "help": "Intra-op CPU threads, a number or 'auto' (the cores other work leaves free). Default: "
+                "OMP_NUM_THREADS if set, else the preset's (tiny: 1, which its tables are made with; others: auto)."})
     allow_unpinned_corpus: bool = field(default=False, metadata={
         "help": "Build the corpus even where [corpus] packages are missing or at other versions (the tables "
                 "will then differ from the README's)."})
@@ -149,6 +159,11 @@ def main(argv=None) -> int:
     logger.handlers = [console]
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    try:
+        plan = configure_threads(args.num_threads, default=PRESET_THREADS[args.preset])
+    except ValueError as exc:
+        ap.error(f"--num_threads: {exc}")
+    logger.info("threads: %s", plan.describe())
     start, out = time.time(), os.path.abspath(args.output_dir)
     try:
         report = reproduce(out, args.preset, variants, args.no_anchor, args.verbose)

@@ -10,10 +10,13 @@ Texts are tokenised, concatenated and cut into `--max_seq_length` blocks; 15% of
 Evaluation reports loss and perplexity. Runs under `accelerate launch`; resumes from the last checkpoint.
 """
 
+import os
 import sys
 
-from mambacode.training import MLMDataArguments, run_mlm
-from mambacode.training.script_utils import run_script
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # libgomp reads it once, at torch import: mambacode/threads.py
+
+from mambacode.training import MLMDataArguments, run_mlm  # noqa: E402
+from mambacode.training.script_utils import run_script  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -11,10 +11,13 @@ whole pool of distinct test candidates (MRR, Recall@1/5/10, nDCG@10; local `eval
 Runs under `accelerate launch --num_processes N`; resumes from the last checkpoint in output_dir.
 """
 
+import os
 import sys
 
-from mambacode.training import RetrievalDataArguments, run_retrieval
-from mambacode.training.script_utils import run_script
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # libgomp reads it once, at torch import: mambacode/threads.py
+
+from mambacode.training import RetrievalDataArguments, run_retrieval  # noqa: E402
+from mambacode.training.script_utils import run_script  # noqa: E402
 
 
 def main(argv=None) -> int:

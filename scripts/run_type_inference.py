@@ -11,10 +11,13 @@ module): token accuracy, micro precision/recall/F1 and macro F1, with the rare-t
 counted as "no type" for F1 unless `--f1_count_other`.
 """
 
+import os
 import sys
 
-from mambacode.training import TypeInferenceDataArguments, run_type_inference
-from mambacode.training.script_utils import run_script
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # libgomp reads it once, at torch import: mambacode/threads.py
+
+from mambacode.training import TypeInferenceDataArguments, run_type_inference  # noqa: E402
+from mambacode.training.script_utils import run_script  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from mambacode.probing.callback import ProbeCallback
 from mambacode.spectral.callback import SpectrumCallback
+from mambacode.threads import configure_threads
 
 from .callbacks import NonFiniteLossError
 from .hub import HUB_EXIT_STATUS, HubUnavailableError, check_folder, push_folder, require_online
@@ -42,6 +43,10 @@ class RunArguments:
     spectrum_every_n_steps: int | None = field(default=None, metadata={"help": "Measure spectra every N steps."})
     spectrum_length: int = field(default=4096, metadata={"help": "Kernel length of the spectrum callback."})
     model_card_name: str | None = field(default=None, metadata={"help": "Title of the model card."})
+    num_threads: str | None = field(default=None, metadata={
+        "help": "Intra-op CPU threads: a number, or 'auto' (the cores other work leaves free; "
+                "mambacode.threads). Default: OMP_NUM_THREADS if set, else auto. The count changes the last bits "
+                "of results: pass a number for runs that must match bit for bit."})
 
 
 def run_script(entry_point, data_args_class, argv=None) -> int:
@@ -55,6 +60,7 @@ def run_script(entry_point, data_args_class, argv=None) -> int:
         parsed = parser.parse_args_into_dataclasses(args=argv)
     setup_logging(parsed[2])
     try:
+        logger.info("threads: %s", configure_threads(parsed[3].num_threads).describe())
         if parsed[2].push_to_hub:  # refuse before training, not after it
             require_online()
         entry_point(*parsed)
