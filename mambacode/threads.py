@@ -111,7 +111,7 @@ def read_cpu_times(stat_text: str | None = None) -> dict:
 
 def busy_cores(before: dict, after: dict, cpus) -> float | None:
     """How many of `cpus` were busy (at nice <= 0) between two `read_cpu_times` samples."""
-    busy = total = 0.0
+    busy = 0.0
     count = 0
     for cpu in cpus:
         if cpu in before and cpu in after:

@@ -330,7 +330,6 @@ def test_lora_adapters_train_and_merge(mixer, tiny):
         adapted = peft_model(input_ids=q).embeddings
         merged = peft_model.merge_and_unload()
         torch.testing.assert_close(merged(q).embeddings, adapted, atol=1e-5, rtol=1e-5)
-        base = MambaCodeForRetrieval(tiny(mixer)).eval()
     assert type(merged) is MambaCodeForRetrieval
 
 
