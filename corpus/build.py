@@ -15,8 +15,6 @@ Python standard library's version). :func:`corpus_is_complete` checks a folder a
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import hashlib
 import json
 import multiprocessing as mp
@@ -30,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from tqdm.auto import tqdm
+
+from mambacode.atomic import swap_directory
 
 from .card import dataset_info, render_card
 from .extract import ExtractConfig, FileResult, process_batch, process_file
@@ -169,7 +169,7 @@ def build_corpus(
     staging = _staging_folder(out)
     try:
         result = _build_into(staging, config, show_progress)
-        _swap_into_place(staging, out)
+        swap_directory(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -484,51 +484,6 @@ def _staging_folder(out: str) -> str:
             f"output_dir {printable(out)!r} cannot be written: creating a folder in {printable(parent)!r} failed "
             f"({exc.strerror or exc}); choose a writable location"
         ) from None
-
-
-def _exchange(a: str, b: str) -> bool:
-    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, f"cannot swap {printable(a)!r} with {printable(b)!r}: {os.strerror(err)}")
-
-
-def _swap_into_place(staging: str, out: str) -> None:
-    """Make the finished build at ``staging`` the folder ``out``: one rename, or one atomic exchange.
-
-    Where the kernel cannot exchange, the old folder is renamed aside first and renamed back if the second
-    rename fails, so ``out`` ends as the old complete build, the new one, or (only if even that fails)
-    absent, with the old build's whereabouts in the error.
-    """
-    if not os.path.lexists(out):
-        os.rename(staging, out)
-        return
-    if _exchange(staging, out):
-        shutil.rmtree(staging, ignore_errors=True)  # now holds the previous build
-        return
-    aside = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=os.path.dirname(out))
-    os.rename(out, aside)  # onto the empty folder just made (POSIX replaces an empty directory)
-    try:
-        os.rename(staging, out)
-    except BaseException:
-        try:
-            os.rename(aside, out)
-        except OSError as exc:
-            raise OSError(f"output_dir {printable(out)!r}: the new build could not be moved in and the previous "
-                          f"one could not be moved back ({exc}); it is at {printable(aside)!r}") from exc
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def read_manifest(path: str) -> dict:

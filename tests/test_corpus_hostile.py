@@ -12,6 +12,7 @@ from collections import Counter
 import datasets
 import pytest
 
+import mambacode.atomic as atomic_mod
 import mambacode.corpus.build as build_mod
 from mambacode.corpus import LongContextConfig, build_corpus
 from mambacode.corpus.build import corpus_is_complete
@@ -317,14 +318,14 @@ def test_failed_swap_leaves_the_old_build_or_nothing(tmp_path, monkeypatch):
         raise OSError(5, "Input/output error")
 
     # 1. the atomic exchange fails: nothing moved
-    monkeypatch.setattr(build_mod, "_exchange", exchange_fails)
+    monkeypatch.setattr(atomic_mod, "exchange_paths", exchange_fails)
     with pytest.raises(OSError, match="Input/output"):
         build_corpus(str(out), source_dirs=[src], **OPTIONS)
     assert snapshot(out) == before and corpus_is_complete(str(out))
     assert sorted(os.listdir(tmp_path)) == ["out", "small"]
 
     # 2. no exchange on this system, and the rename of the new build fails: the old one is moved back
-    monkeypatch.setattr(build_mod, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(atomic_mod, "exchange_paths", lambda a, b: False)
     real_rename = os.rename
 
     def rename_new_fails(a, b):
@@ -362,7 +363,7 @@ def test_the_exchange_replaces_a_build_in_one_step(tmp_path):
     b.mkdir()
     (a / "x").write_text("a")
     (b / "x").write_text("b")
-    if not build_mod._exchange(str(a), str(b)):
+    if not atomic_mod.exchange_paths(str(a), str(b)):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not supported here; the rename fallback is tested above")
     assert (a / "x").read_text() == "b" and (b / "x").read_text() == "a"
 

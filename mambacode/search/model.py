@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from ..devices import default_device
+
 PROBE_TEXT = "def mambacode_search_probe(path):\n    return open(path).read().split()  # fingerprint"
 FINGERPRINT_ATOL = 1e-3
 
@@ -19,7 +21,6 @@ def load_retrieval_model(name_or_path: str, device: str | None = None):
     """(model, tokenizer) of a saved MambaCode retrieval folder or Hub id (the installed classes, so no
     remote code runs), in eval mode on `device`
     (default: CUDA when available). Works offline (`HF_HUB_OFFLINE=1`) for local folders and cached ids."""
-    import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     import mambacode  # noqa: F401  (registers the MambaCode classes with AutoModel)
@@ -41,7 +42,7 @@ def load_retrieval_model(name_or_path: str, device: str | None = None):
     if not hasattr(model, "encode"):
         raise ValueError(f"--model {name_or_path}: {type(model).__name__} has no `encode` (not a retrieval model)")
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     return model.to(device).eval(), tokenizer
 
 
