@@ -182,7 +182,8 @@ class BiMamba2Mixer(nn.Module):
                 )
         if kernel is not None:
             return kernel(x.contiguous(), dt.contiguous(), A, B, C, chunk_size=self.chunk_size).float()
-        return ssd_chunked_scan(x, dt, A, B, C, self.chunk_size)
+        with torch.autocast(x.device.type, enabled=False):  # the scan's sums stay float32 under autocast
+            return ssd_chunked_scan(x, dt, A, B, C, self.chunk_size)
 
     def forward(self, u_f: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(u_f, u_b) -> (y_f, y_b), all (B, L, d) in the original order: one scan over 2H heads."""

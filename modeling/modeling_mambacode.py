@@ -132,15 +132,15 @@ class GeluGate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        # d/da gelu(a) gelu(b) = gelu'(a) gelu(b): one gelu and one fused gelu_backward per input, and no
+        # recomputed product (autograd.grad through the forward graph would recompute it and throw it away)
         a, b = ctx.saved_tensors
-        with torch.enable_grad():
-            a_ = a.detach().requires_grad_(ctx.needs_input_grad[0])
-            b_ = b.detach().requires_grad_(ctx.needs_input_grad[1])
-            ga, gb = F.gelu(a_), F.gelu(b_)
-            inputs = [t for t in (a_, b_) if t.requires_grad]
-            grads = iter(torch.autograd.grad(ga * gb, inputs, grad) if inputs else ())
-        return (next(grads) if ctx.needs_input_grad[0] else None,
-                next(grads) if ctx.needs_input_grad[1] else None)
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.ops.aten.gelu_backward(grad * F.gelu(b), a)
+        if ctx.needs_input_grad[1]:
+            grad_b = torch.ops.aten.gelu_backward(grad * F.gelu(a), b)
+        return grad_a, grad_b
 
 
 class MambaCodeLayer(GradientCheckpointingLayer):

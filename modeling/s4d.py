@@ -76,8 +76,25 @@ def s4d_kernel(log_step, A_real, A_imag, C, length: int) -> torch.Tensor:
 
 
 def fft_size(length: int) -> int:
-    """FFT length for a linear (non-circular) convolution of two length-L signals: a power of two >= 2L."""
-    return 1 << (2 * length - 1).bit_length()
+    """The smallest FFT length n >= 2L - 1 whose only prime factors are 2, 3 and 5.
+
+    A linear (non-circular) convolution of two length-L signals is exact on outputs 0..L-1 for any
+    n >= 2L - 1 (the circular wrap-around lands beyond L). pocketfft is fast for 5-smooth sizes, so the
+    smallest such n wastes the least work: L = 300 takes n = 600 instead of the power of two 1,024.
+    """
+    need = max(1, 2 * length - 1)
+    best = 1 << (need - 1).bit_length()  # the power of two, an upper bound
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            two = three
+            while two < need:
+                two *= 2
+            best = min(best, two)
+            three *= 3
+        five *= 5
+    return best
 
 
 class FFTConvolution(torch.autograd.Function):
@@ -144,7 +161,9 @@ class S4DMixer(nn.Module):
         dtype = u_f.dtype
         y_f = FFTConvolution.apply(u_f.float(), k[0], False)
         y_b = FFTConvolution.apply(u_b.float(), k[1], True)
-        return y_f.to(dtype), y_b.to(dtype)
+        # one pass casts back (bf16 under autocast) and restores the (B, L, d) layout the projections read
+        contiguous = torch.contiguous_format
+        return y_f.to(dtype, memory_format=contiguous), y_b.to(dtype, memory_format=contiguous)
 
 
 __all__ = ["S4DKernel", "S4DMixer", "FFTConvolution", "fft_size", "s4d_kernel"]

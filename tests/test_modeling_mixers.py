@@ -180,3 +180,19 @@ def test_gelu_gate_matches_autograd_and_finite_differences():
     b = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(GeluGate.apply, (a, b))
     torch.testing.assert_close(GeluGate.apply(a, b), torch.nn.functional.gelu(a) * torch.nn.functional.gelu(b))
+
+
+def test_fft_size_is_the_smallest_5_smooth_length_for_an_exact_linear_convolution():
+    from mambacode.modeling.s4d import fft_size
+
+    def smooth(n):
+        for p in (2, 3, 5):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for length in range(1, 1100):
+        n = 2 * length - 1
+        while not smooth(n):
+            n += 1
+        assert fft_size(length) == n, length

@@ -342,3 +342,44 @@ def test_push_to_hub_uploads_our_card_and_fails_in_one_line_offline(data, tmp_pa
     assert "custom_code" in card.data.tags and "## Interpretability" in card.text
     (result,) = card.data.to_dict()["model-index"][0]["results"]
     assert result["dataset"]["split"] == "test" and result["metrics"][0]["type"] == "mrr"
+
+
+def test_bf16_autocast_training_on_cpu_saves_float32_weights(data, tmp_path):
+    """`--bf16` (transformers' flag) trains under CPU bf16 autocast; the weights and the saved folder stay
+    float32 (autocast changes only the matmuls' precision), so the folder loads like any other."""
+    from safetensors import safe_open
+
+    out = str(tmp_path / "mlm_bf16")
+    assert script("run_mlm")(["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["retrieval"],
+                              "--text_column", "query,code", "--max_seq_length", "32", *SMALL, "--output_dir", out,
+                              "--do_train", "--do_eval", "--max_steps", "2", "--bf16", "true", "--use_cpu", "true",
+                              *TRAIN]) == 0
+    state = json.load(open(os.path.join(out, "trainer_state.json")))
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in state["log_history"] if "loss" in h)
+    assert 1 < json.load(open(os.path.join(out, "eval_results.json")))["perplexity"] < float("inf")
+    with safe_open(os.path.join(out, "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
+
+
+def test_torch_compile_is_opt_in_and_the_saved_folder_loads_without_it(data, tmp_path):
+    """`--torch_compile` (transformers' flag; measured +15-25% tokens/s on CPU with bf16) trains a compiled
+    model, and the folder it saves is the plain model: every weight under its own name (no compiler
+    wrapper prefix), loadable through AutoModel without compiling anything."""
+    out = str(tmp_path / "mlm_compiled")
+    assert script("run_mlm")(["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["retrieval"],
+                              "--text_column", "query,code", "--max_seq_length", "32", *SMALL, "--output_dir", out,
+                              "--do_train", "--max_steps", "2", "--torch_compile", "true", *TRAIN]) == 0
+    from safetensors import safe_open
+    from transformers import AutoModelForMaskedLM
+
+    from mambacode import MambaCodeConfig, MambaCodeForMaskedLM
+
+    with safe_open(os.path.join(out, "model.safetensors"), "pt") as f:
+        saved = set(f.keys())
+    fresh = MambaCodeForMaskedLM(MambaCodeConfig.from_pretrained(out))
+    assert not any(k.startswith("_orig_mod") for k in saved)
+    assert saved <= set(fresh.state_dict()) and len(saved) >= len(fresh.state_dict()) - 1  # tied decoder
+    loaded = AutoModelForMaskedLM.from_pretrained(out, trust_remote_code=True)
+    assert not hasattr(loaded, "_orig_mod") and type(loaded) is MambaCodeForMaskedLM
+    ids = torch.randint(5, data["vocab"], (2, 16))
+    assert torch.isfinite(loaded(input_ids=ids, labels=ids).loss)
