@@ -94,7 +94,8 @@ def _fake_library(rp, monkeypatch, calls, fail=None):
         if task == "types":
             return record(f"finetune-{task}-{name}", TypeInferenceResult(out, test_metrics={"micro_f1": 0.5, "accuracy": 0.75}))
         return record(f"finetune-{task}-{name}", RetrievalResult(out, test_metrics={
-            "test": {"mrr": 0.25}, "retrieval_adv": {"mrr": 0.125}}))
+            "test": {"mrr": 0.25}, "retrieval_adv": {"mrr": 0.125}}, bm25_metrics={"test": {"mrr": 0.5}},
+            hybrid_metrics={"test": {"mrr": 0.375}}))
 
     monkeypatch.setattr(rp, "finetune", finetune)
     monkeypatch.setattr(rp, "export_models", lambda folders, root: record("export", sorted(folders)))
@@ -123,6 +124,8 @@ def test_driver_names_a_failing_stage_and_resumes_after_it(rp, tmp_path, monkeyp
     # results handed on from skipped stages (markers) and fresh ones alike
     assert "| s4d | 1,003 | 13.0 | 12.50 | 25.00 | 25.00 | 50.00 | 75.00 |" in md
     assert "| rocoder | 1,007 | 17.0 | 12.50 | 25.00 | 25.00 | 50.00 | 75.00 |" in md
+    assert "| BM25 (bm25s, no model) | – | – | – | 50.00 | 50.00 | – | – |" in md  # BM25 once, not per model
+    assert "| rocoder + BM25 (hybrid) | – | 37.50 | 37.50 |" in md
     calls.clear()
     assert rp.main(argv) == 0 and calls == []  # everything done: nothing but the report
     # the corpus' exact sources, from its manifest
@@ -145,8 +148,15 @@ def test_driver_refuses_a_corpus_that_would_differ_from_the_readme(rp, tmp_path,
 def test_report_from_typed_results(tmp_path):
     out = str(tmp_path)
     pre = {"s4d": MLMResult(out + "/pretrain/s4d", perplexity=123.456, encoder_parameters=1234567)}
-    ft = {("advtest", "s4d"): RetrievalResult("x", test_metrics={"test": {"mrr": 0.5}, "retrieval_adv": {"mrr": 0.1234}}),
-          ("longctx", "s4d"): RetrievalResult("y", test_metrics={"test": {"mrr": 0.25}}),
+    ft = {("advtest", "s4d"): RetrievalResult("x", test_metrics={"test": {"mrr": 0.5}, "retrieval_adv": {"mrr": 0.1234}},
+                                              bm25_metrics={"test": {"mrr": 0.75}, "retrieval_adv": {"mrr": 0.0625}},
+                                              hybrid_metrics={"test": {"mrr": 0.625}, "retrieval_adv": {"mrr": 0.1}}),
+          ("advtest", "rocoder"): RetrievalResult("v", test_metrics={"test": {"mrr": 0.375}},
+                                                  bm25_metrics={"test": {"mrr": 0.75}, "retrieval_adv": {"mrr": 0.0625}}),
+          ("longctx", "s4d"): RetrievalResult("y", test_metrics={"test": {"mrr": 0.25}},
+                                              bm25_metrics={"test": {"mrr": 0.3}}, hybrid_metrics={"test": {"mrr": 0.35}}),
+          ("longctx", "rocoder"): RetrievalResult("u", test_metrics={"test": {"mrr": 0.125}},
+                                                  bm25_metrics={"test": {"mrr": 0.2}}),  # another pool
           ("types", "s4d"): TypeInferenceResult("z", test_metrics={"micro_f1": 0.4, "accuracy": 0.6}),
           ("types", "s4d+anchor"): TypeInferenceResult("w", test_metrics={"micro_f1": 0.45})}
     probes = {"pretrained": ProbeResult({out + "/pretrain/s4d": {"ast_distance": {"0": {"directprobe": 0.5, "linear": 0.4},
@@ -166,6 +176,19 @@ def test_report_from_typed_results(tmp_path):
     lines = open(tmp_path / "report.md").read().splitlines()
     assert "| s4d | 1,234,567 | 123.5 | 12.34 | 50.00 | 25.00 | 40.00 | 60.00 |" in lines
     assert "| s4d+anchor | 1,234,567 | 123.5 | – | – | – | 45.00 | – |" in lines
+    # BM25 in Table 1 and beside every model's dense and hybrid MRR; the two long-context runs' BM25 disagree
+    # (different pools), so that cell stays empty and a note names both
+    assert "| BM25 (bm25s, no model) | – | – | 6.25 | 75.00 | – | – | – |" in lines
+    table = lines[lines.index("## Retrieval against BM25"):lines.index("## Probing (DirectProbe accuracy per task and layer)")]
+    assert [line for line in table if line.startswith("| ")] == [
+        "| ranker | AdvTest-style MRR | (non-obfuscated MRR) | long-context MRR |",
+        "| BM25 (bm25s, no model) | 6.25 | 75.00 | – |",
+        "| s4d (dense) | 12.34 | 50.00 | 25.00 |",
+        "| s4d + BM25 (hybrid) | 10.00 | 62.50 | 35.00 |",
+        "| rocoder (dense) | – | 37.50 | 12.50 |",
+        "| rocoder + BM25 (hybrid) | – | – | – |"]
+    assert ("**Note:** BM25 differs between the longctx runs on the `test` pool (rocoder: 20.00, s4d: 30.00): they "
+            "were tested on different pools, so the BM25 cell is left empty.") in lines
     # probing: one row per model over both runs, columns task x layer in order of appearance
     assert "| model | ast_distance L0 | ast_distance L1 | dfg L0 | dfg L1 |" in lines
     assert "| s4d (pretrained) | 0.500 | – | – | – |" in lines          # DirectProbe
@@ -175,9 +198,11 @@ def test_report_from_typed_results(tmp_path):
     assert "| corpus | 1.5 |" in lines
     rows = json.load(open(tmp_path / "results.json"))
     assert rows["s4d"] == {"advtest": 0.1234, "advtest_clean": 0.5, "params": 1234567, "longctx": 0.25,
-                           "types": 0.4, "types_acc": 0.6, "mlm_ppl": 123.456}
+                           "types": 0.4, "types_acc": 0.6, "mlm_ppl": 123.456, "advtest_hybrid": 0.1,
+                           "advtest_clean_hybrid": 0.625, "longctx_hybrid": 0.35}
+    assert rows["bm25"] == {"advtest": 0.0625, "advtest_clean": 0.75, "longctx": None}
     page = open(tmp_path / "report.html").read()
-    assert page.count("<table>") == 5 and "data:image/png;base64," in page  # the results plot is embedded
+    assert page.count("<table>") == 6 and "data:image/png;base64," in page  # the results plot is embedded
 
 
 def test_markdown_to_html_tables_code_and_figures(tmp_path):

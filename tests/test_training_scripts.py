@@ -84,6 +84,9 @@ def test_mlm_then_retrieval_resume_and_remote_code_load(data, tmp_path):
     results = json.load(open(os.path.join(out, "all_results.json")))
     assert 0 < results["test_mrr"] <= 1 and results["test_pool_size"] == 8
     assert "retrieval_mrr" in results  # the extra test set, named after its folder
+    # the baselines on the same pools: BM25 (no model) and the dense + BM25 hybrid, the pool's size given once
+    assert 0 < results["test_bm25_mrr"] <= 1 and 0 < results["retrieval_hybrid_mrr"] <= 1
+    assert results["test_bm25_mrr"] == results["retrieval_bm25_mrr"] and "test_bm25_pool_size" not in results
     # the saved folder loads without mambacode through remote code and embeds like the trained model
     from transformers import AutoModel, AutoTokenizer
 

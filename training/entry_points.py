@@ -21,7 +21,7 @@ from .callbacks import GuardedTrainer, NaNGuardCallback
 from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval,
                         MaskingEpochCallback, add_example_index, group_texts, tokenize_and_align_labels,
                         tokenize_retrieval_pairs)
-from .evaluation import evaluate_retrieval, retrieval_compute_metrics
+from .evaluation import evaluate_retrieval, metrics_by_ranker, retrieval_compute_metrics
 from .metrics_loader import load_metric
 from .model_card import Evaluation
 from .models import build_model, load_tokenizer
@@ -66,6 +66,9 @@ class RetrievalDataArguments(DataArguments):
     max_query_length: int = field(default=64)
     max_code_length: int = field(default=256)
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size of pool encoding."})
+    baselines: bool = field(default=True, metadata={
+        "help": "Also rank each test pool with BM25 (bm25s) and the dense + BM25 hybrid (reciprocal-rank fusion): "
+                "<set>_bm25_mrr, <set>_hybrid_mrr, ... beside the model's <set>_mrr."})
 
 
 @dataclass
@@ -91,14 +94,25 @@ class MLMResult:
 
 @dataclass
 class RetrievalResult:
-    """`test_metrics[test_set][metric]`, test sets named 'test' and after their folders (e.g. 'retrieval_adv')."""
+    """`test_metrics[test_set][metric]` of the model (dense), test sets named 'test' and after their folders
+    (e.g. 'retrieval_adv'); `bm25_metrics` and `hybrid_metrics` alike for the baselines ranked on the same
+    queries and pools (BM25 alone; dense + BM25 by reciprocal-rank fusion), empty where not computed."""
 
     output_dir: str
     train_loss: float | None = None
     test_metrics: dict = field(default_factory=dict)
+    bm25_metrics: dict = field(default_factory=dict)
+    hybrid_metrics: dict = field(default_factory=dict)
 
-    def mrr(self, test_set: str = "test") -> float | None:
-        return self.test_metrics.get(test_set, {}).get("mrr")
+    def metrics(self, ranker: str = "dense") -> dict:
+        """`{test_set: {metric: value}}` of one ranker: 'dense' (the model), 'bm25' or 'hybrid'."""
+        by_ranker = {"dense": self.test_metrics, "bm25": self.bm25_metrics, "hybrid": self.hybrid_metrics}
+        if ranker not in by_ranker:
+            raise ValueError(f"RetrievalResult: ranker {ranker!r}, expected one of {list(by_ranker)}")
+        return by_ranker[ranker]
+
+    def mrr(self, test_set: str = "test", ranker: str = "dense") -> float | None:
+        return self.metrics(ranker).get(test_set, {}).get("mrr")
 
 
 @dataclass
@@ -220,7 +234,8 @@ def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args) ->
 
 def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, run_args) -> RetrievalResult:
     """Bi-encoder training with in-batch InfoNCE on (query, code) pairs; every test query is ranked against
-    the whole pool of distinct test candidates (MRR, Recall@1/5/10, nDCG@10), on each test set."""
+    the whole pool of distinct test candidates (MRR, Recall@1/5/10, nDCG@10), on each test set, by the model
+    and (unless `data_args.baselines` is off) by BM25 and by the dense + BM25 hybrid."""
     cols = [data_args.query_column, data_args.code_column]
     checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, cols)
     model = build_model(model_args, "retrieval", tokenizer)
@@ -255,7 +270,8 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
     train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
     evaluations = ([Evaluation(_dataset_id(data_args.dataset_path), data_args.validation_split,
                                {"eval_loss": eval_metrics["eval_loss"]})] if "eval_loss" in eval_metrics else [])
-    test_metrics = {}
+    by_ranker = {"dense": {}, "bm25": {}, "hybrid": {}}  # ranker -> test set -> metrics
+    test_metrics = by_ranker["dense"]
     if training_args.do_predict:
         model = trainer.accelerator.unwrap_model(trainer.model)
         for name, ds in tests.items():
@@ -263,10 +279,12 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
                 continue  # one process ranks the pool; the others wait below
             result = evaluate_retrieval(model, tokenizer, ds, data_args.query_column, data_args.code_column,
                                         data_args.max_query_length, data_args.max_code_length,
-                                        data_args.eval_batch_size, data_args.max_eval_samples, prefix=name)
+                                        data_args.eval_batch_size, data_args.max_eval_samples, prefix=name,
+                                        baselines=data_args.baselines)
             trainer.log_metrics(name, result)
             trainer.save_metrics(name, result, combined=True)
-            test_metrics[name] = {k[len(name) + 1:]: v for k, v in result.items()}
+            for ranker, metrics in metrics_by_ranker(result, name).items():
+                by_ranker[ranker][name] = metrics
             if all((e.dataset, e.split) != (test_ids[name], data_args.test_split) for e in evaluations):
                 evaluations.append(Evaluation(test_ids[name], data_args.test_split, test_metrics[name]))
         trainer.accelerator.wait_for_everyone()
@@ -274,7 +292,7 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
           f"Query/code pairs from `{data_args.dataset_path}` (columns "
           f"`{data_args.query_column}`/`{data_args.code_column}`), split "
           f"`{data_args.train_split}`.")
-    return RetrievalResult(training_args.output_dir, train_loss, test_metrics)
+    return RetrievalResult(training_args.output_dir, train_loss, test_metrics, by_ranker["bm25"], by_ranker["hybrid"])
 
 
 def label_names_of(dsets, column: str, where: str) -> list[str]:

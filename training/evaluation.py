@@ -3,13 +3,18 @@ candidate of the test split, not just its batch, and the local `mrr` metric turn
 Recall@k and nDCG@10.
 
 Candidates are deduplicated by their text, so a document queried several times (long-context QA) is one
-pool entry and each of its queries has that entry as gold.
+pool entry and each of its queries has that entry as gold. BM25 and the dense + BM25 hybrid are ranked on
+the same queries and pool (`mambacode.training.baselines`), so every dense number has its baselines beside it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from .baselines import RANKERS
+
+POOL_KEYS = ("num_queries", "pool_size")  # the same for every ranker: reported once, with the dense metrics
 
 
 def retrieval_pool(queries: list[str], codes: list[str]) -> tuple[list[str], list[int]]:
@@ -58,15 +63,18 @@ def retrieval_compute_metrics(codes: list[str]):
             raise ValueError(f"retrieval compute_metrics: {len(queries)} query and {len(code_rows)} code "
                              f"embeddings but the evaluation set has {len(gold)} rows.")
         scores = queries @ code_rows[pool_rows].T
-        return {k: v for k, v in retrieval_metrics(scores, gold).items() if k not in ("num_queries", "pool_size")}
+        return {k: v for k, v in retrieval_metrics(scores, gold).items() if k not in POOL_KEYS}
 
     return compute_metrics
 
 
 def evaluate_retrieval(model, tokenizer, dataset, query_column: str = "query", code_column: str = "code",
                        max_query_length: int = 128, max_code_length: int = 256, batch_size: int = 32,
-                       max_samples: int | None = None, prefix: str = "test") -> dict:
-    """MRR, Recall@1/5/10, nDCG@10 of `model` on `dataset` (queries vs. the pool of all its codes)."""
+                       max_samples: int | None = None, prefix: str = "test", baselines: bool = True) -> dict:
+    """MRR, Recall@1/5/10, nDCG@10 of `model` on `dataset` (queries vs. the pool of all its codes), keys
+    `<prefix>_<metric>`; with `baselines`, the same metrics of BM25 and of the dense + BM25 hybrid on the same
+    queries and pool (`mambacode.training.baselines`) as `<prefix>_bm25_<metric>`, `<prefix>_hybrid_<metric>`."""
+    from .baselines import baseline_metrics
     from .metrics_loader import retrieval_metrics
     from .validation import require_columns
 
@@ -78,8 +86,24 @@ def evaluate_retrieval(model, tokenizer, dataset, query_column: str = "query", c
     q = embed_texts(model, tokenizer, queries, max_query_length, batch_size, desc=f"{prefix} queries")
     c = embed_texts(model, tokenizer, pool, max_code_length, batch_size, desc=f"{prefix} pool")
     scores = (q @ c.T).numpy()
-    result = retrieval_metrics(scores, gold)
-    return {f"{prefix}_{k}": v for k, v in result.items()}
+    result = {f"{prefix}_{k}": v for k, v in retrieval_metrics(scores, gold).items()}
+    if baselines:
+        for ranker, metrics in baseline_metrics(queries, pool, gold, scores).items():
+            result.update({f"{prefix}_{ranker}_{k}": v for k, v in metrics.items() if k not in POOL_KEYS})
+    return result
 
 
-__all__ = ["retrieval_pool", "embed_texts", "retrieval_compute_metrics", "evaluate_retrieval"]
+def metrics_by_ranker(result: dict, prefix: str) -> dict:
+    """{'dense' | 'bm25' | 'hybrid': {metric: value}} from an `evaluate_retrieval` result (its `prefix`); a
+    ranker that was not evaluated is left out."""
+    out: dict = {}
+    for key, value in result.items():
+        if not key.startswith(prefix + "_"):
+            raise ValueError(f"metrics_by_ranker: key {key!r} does not start with the prefix {prefix + '_'!r}")
+        name = key[len(prefix) + 1:]
+        ranker = next((r for r in RANKERS[1:] if name.startswith(r + "_")), "dense")
+        out.setdefault(ranker, {})[name if ranker == "dense" else name[len(ranker) + 1:]] = value
+    return out
+
+
+__all__ = ["retrieval_pool", "embed_texts", "retrieval_compute_metrics", "evaluate_retrieval", "metrics_by_ranker"]
