@@ -149,7 +149,7 @@ class FFTConvolution(torch.autograd.Function):
         grad_u = grad_k = None
         if ctx.needs_input_grad[0]:  # correlation with the kernel: the adjoint of the convolution
             grad_u = torch.fft.irfft(g_f * k_f.conj().unsqueeze(1), n=n)[..., :length]
-            grad_u = grad_u.reshape(batch, d, length).transpose(1, 2)
+            grad_u = grad_u.reshape(batch, d, length).transpose(1, 2).to(u.dtype)
         if ctx.needs_input_grad[1]:
             u_f = torch.fft.rfft(padded_channels_first(u, n)).view(batch, G, d // G, -1)
             cross = (u_f * g_f.conj()) if anticausal else (g_f * u_f.conj())
@@ -211,8 +211,10 @@ class S4DMixer(nn.Module):
                 u_f, u_b = u_f.float(), u_b.float()
             y_f, y_b = direct_convolution(u_f, k[0], False), direct_convolution(u_b, k[1], True)
             return y_f.to(dtype), y_b.to(dtype)
-        y_f = FFTConvolution.apply(u_f.float(), k[0], False)
-        y_b = FFTConvolution.apply(u_b.float(), k[1], True)
+        # u stays in its dtype (bf16 under autocast: half the saved memory); the transforms promote it to
+        # float32 in their transposing copy, so the FFTs and products are float32 either way
+        y_f = FFTConvolution.apply(u_f, k[0], False)
+        y_b = FFTConvolution.apply(u_b, k[1], True)
         # one pass casts back (bf16 under autocast) and restores the (B, L, d) layout the projections read
         contiguous = torch.contiguous_format
         return y_f.to(dtype, memory_format=contiguous), y_b.to(dtype, memory_format=contiguous)

@@ -216,3 +216,64 @@ def test_direct_convolution_gradients_match_the_fft_convolution(groups, anticaus
              for f in (direct_convolution, FFTConvolution.apply)]
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+def test_short_conv_matches_a_direct_sum_in_both_directions(tiny):
+    """hf_conv path: y_f[t, c] = s_f[c] sum_j sum_{c' in group(c)} w[c, c', j] u_f[t + j - p, c'] (zero outside),
+    and the backward direction is the same computation on the reversed sequence (its taps reversed)."""
+    from mambacode.modeling.modeling_mambacode import ShortConv
+
+    d, groups, k, length = 8, 2, 5, 11
+    conv = ShortConv(tiny(hidden_size=d, hf_conv=True, hf_conv_groups=groups, hf_conv_kernel_size=k)).double()
+    with torch.no_grad():
+        conv.conv.weight.normal_()
+        conv.scale.normal_()
+    u_f, u_b = torch.randn(2, length, d, dtype=torch.float64), torch.randn(2, length, d, dtype=torch.float64)
+    got_f, got_b = conv(u_f, u_b)
+    w, s, p, per = conv.conv.weight.detach(), conv.scale.detach(), k // 2, d // groups
+
+    def direct(u, w_dir, scale):
+        y = torch.zeros_like(u)
+        for t in range(length):
+            for c in range(d):
+                g0 = (c // per) * per
+                for j in range(k):
+                    if 0 <= t + j - p < length:
+                        for ci in range(per):
+                            y[:, t, c] += w_dir[c, ci, j] * u[:, t + j - p, g0 + ci]
+                y[:, t, c] *= scale[c]
+        return y
+
+    torch.testing.assert_close(got_f, direct(u_f, w[:d], s[0]))
+    ref_b = direct(u_b.flip(1), w[d:], s[1]).flip(1)  # the forward computation on the reversed sequence
+    torch.testing.assert_close(got_b, ref_b)
+
+
+def test_gelu_gate_linear_matches_the_unfused_layer_and_finite_differences():
+    """linear(gelu(a) * gelu(b)) with the gate recomputed in backward: gradcheck in float64, and under bf16
+    autocast the same outputs and gradients as the unfused Linear(GeluGate) path (to bf16 rounding)."""
+    from mambacode.modeling.modeling_mambacode import GeluGate, GeluGateLinear
+
+    a = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(GeluGateLinear.apply, (a, b, w, bias))
+    ref = torch.nn.functional.gelu(a) * torch.nn.functional.gelu(b) @ w.t() + bias
+    torch.testing.assert_close(GeluGateLinear.apply(a, b, w, bias), ref)
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    a32, b32 = torch.randn(4, 16, 64, requires_grad=True), torch.randn(4, 16, 64, requires_grad=True)
+    grad = torch.randn(4, 16, 32)
+    results = []
+    for fused in (True, False):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            a16, b16 = a32.bfloat16(), b32.bfloat16()
+            out = (GeluGateLinear.apply(a16, b16, linear.weight, linear.bias) if fused
+                   else linear(GeluGate.apply(a16, b16)))
+        grads = torch.autograd.grad(out, (a32, b32, linear.weight, linear.bias), grad.bfloat16())
+        results.append((out.float(), *(g.float() for g in grads)))
+    assert results[0][0].dtype == torch.float32
+    for fused, unfused in zip(*results):
+        torch.testing.assert_close(fused, unfused, rtol=2e-2, atol=2e-2)
