@@ -90,10 +90,12 @@ def _fake_library(rp, monkeypatch, calls, fail=None):
     monkeypatch.setattr(rp, "pretrain", lambda p, v, tok, corpus, out: record(
         f"pretrain-{v}", MLMResult(out, perplexity=10.0 + len(v), encoder_parameters=1000 + len(v))))
 
-    def finetune(p, task, name, model_dir, corpus, out):
+    def finetune(p, task, name, model_dir, corpus, out, seed=0):
+        label = f"finetune-{task}-{name}" + (f"-seed{seed}" if seed else "")
+        assert os.path.basename(out) == name + (f"-seed{seed}" if seed else "")
         if task == "types":
-            return record(f"finetune-{task}-{name}", TypeInferenceResult(out, test_metrics={"micro_f1": 0.5, "accuracy": 0.75}))
-        return record(f"finetune-{task}-{name}", RetrievalResult(out, test_metrics={
+            return record(label, TypeInferenceResult(out, test_metrics={"micro_f1": 0.5, "accuracy": 0.75}))
+        return record(label, RetrievalResult(out, test_metrics={
             "test": {"mrr": 0.25}, "retrieval_adv": {"mrr": 0.125}}, bm25_metrics={"test": {"mrr": 0.5}},
             hybrid_metrics={"test": {"mrr": 0.375}}))
 
@@ -195,14 +197,21 @@ def test_report_from_typed_results(tmp_path):
     assert "| s4d (after types FT) | – | – | – | 0.875 |" in lines
     assert "| s4d (pretrained) | 0.400 | 0.375 | – | – |" in lines      # linear
     assert "| s4d | types | 1 / 4 | low-pass -> band-pass (1) | forward: 0.50, –; backward: 0.25, 0.12 |" in lines
-    assert "| corpus | 1.5 |" in lines
+    # claims: single runs have no spread; only comparisons with both sides present are listed
+    claims = lines[lines.index("## Claims"):lines.index("## Wall time per stage")]
+    assert [line for line in claims if line.startswith("| ") and "claim" not in line] == [
+        "| s4d > rocoder | long-context MRR (%) | §1: the SSM learns code better than RoCoder trained alike (no number) "
+        "| 25.00 | 12.50 | +12.50 | – | one run: no spread (paper's direction) |",
+        "| s4d+anchor > s4d | type-inference F1 (%) | not in the paper: this project's regulariser (§5), hoped >= "
+        "| 45.00 | 40.00 | +5.00 | – | one run: no spread (paper's direction) |"]
+    assert "| corpus | 1.5 | 0.0 | this run |" in lines and "| **all stages** | 1.5 | 0.0 |  |" in lines
     rows = json.load(open(tmp_path / "results.json"))
     assert rows["s4d"] == {"advtest": 0.1234, "advtest_clean": 0.5, "params": 1234567, "longctx": 0.25,
                            "types": 0.4, "types_acc": 0.6, "mlm_ppl": 123.456, "advtest_hybrid": 0.1,
                            "advtest_clean_hybrid": 0.625, "longctx_hybrid": 0.35}
     assert rows["bm25"] == {"advtest": 0.0625, "advtest_clean": 0.75, "longctx": None}
     page = open(tmp_path / "report.html").read()
-    assert page.count("<table>") == 6 and "data:image/png;base64," in page  # the results plot is embedded
+    assert page.count("<table>") == 7 and "data:image/png;base64," in page  # the results plot is embedded
 
 
 def test_markdown_to_html_tables_code_and_figures(tmp_path):
