@@ -89,7 +89,7 @@ def task_claims(runs: dict, metrics: dict) -> list[Claim]:
         measure, paper = TASK_MEASURES[task]
         pairs = [("s4d-hf", "s4d", paper), ("s4d-8k", "s4d", paper),
                  ("s4d", "rocoder", "§1: the SSM learns code better than RoCoder trained alike (no number)")]
-        pairs += [(name, name[:-len("+anchor")], "not in the paper: this project's regulariser (§5), hoped >=")
+        pairs += [(name, name[:-len("+anchor")], "not in the paper: this project's regulariser (§5), hoped >")
                   for t, name in sorted(runs) if t == task and name.endswith("+anchor")]
         for a, b, source in pairs:
             va, vb = values(task, a), values(task, b)
