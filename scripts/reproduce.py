@@ -6,9 +6,10 @@
 Stages: corpus -> tokenizer -> MLM pretraining of the SSM variants (s4d, s4d+hf_conv parameter-matched,
 s4d with 8 kernels, mamba2) and RoCoder -> probes of the pretrained models -> fine-tuning on AdvTest-style
 code search, long-context QA retrieval and type inference (each SSM variant with and without the spectral
-regulariser) -> probes of the fine-tuned models -> spectral shift reports -> DIR/report.md and
-DIR/report.html (plots, a Table-1-style results table, the probing table). Retrieval models are exported
-to DIR/models/<name>/ (AutoModel.from_pretrained(path, trust_remote_code=True) + AutoTokenizer).
+regulariser; once per seed of the preset) -> probes of the fine-tuned models -> spectral shift reports ->
+DIR/report.md and DIR/report.html (plots, a Table-1-style results table, the probing table, the paper's
+claims against the seed spread, wall time per stage). Retrieval models (first seed) are exported to
+DIR/models/<name>/ (AutoModel.from_pretrained(path, trust_remote_code=True) + AutoTokenizer).
 
 Each stage is one call of a library function (`mambacode.training.pipeline`) that returns a typed result.
 A stage whose output exists is skipped (its `.done` marker, written last, holds its result), so a killed
@@ -32,7 +33,7 @@ from mambacode.threads import configure_threads  # noqa: E402
 from mambacode.training import MLMResult, RetrievalResult, TypeInferenceResult  # noqa: E402
 from mambacode.training.pipeline import (TASKS, VARIANTS, ExportResult, Preset, ProbeResult,  # noqa: E402
                                          SpectrumResult, StageError, StageRunner, export_models, finetune, pretrain,
-                                         probe, spectrum)
+                                         probe, seed_suffix, spectrum)
 from mambacode.training.reproduction_report import write_report  # noqa: E402
 
 logger = logging.getLogger("mambacode.pipeline")
@@ -59,11 +60,28 @@ PRESETS = {
                    ft_steps=10000, ft_batch=64, ft_lr=5e-5, query_len=64, code_len=256, long_code_len=4096,
                    type_len=512, eval_samples=None, probe_pairs=None, probe_snippets=None,
                    probe_kinds="directprobe,linear", spectrum_length=4096, anchor_weight=1.0, warmup=300),
+    # 2 CPU cores, about 9-10 hours. PROVISIONAL: not run yet; the recipe ablation of issue 13 (item 1) fixes
+    # the final sizes, steps and learning rates. Estimate, from the throughput benchmark at this width, depth and
+    # vocabulary (L = 256, 2 quiet cores, float32: s4d 4.6k, s4d-hf 4.1k, RoFormer 5.7k tokens/s; bf16 autocast
+    # about +30%) taken as 3.5k tokens/s for everything: MLM 1,200 x 32 x 256 = 9.8M tokens, ~47 min per variant
+    # (2.4 h); fine-tuning 150 steps x 32, advtest (64 + 256 tokens) ~8 min + ~2 min of test pools, longctx
+    # (64 + 512) ~13 min + ~1, types (256) ~6 min: 3 tasks x 3 variants x 3 seeds + types x 2 anchored SSM
+    # variants x 3 seeds = 33 runs, ~5 h; probes (300 pairs per class; 3 pretrained and 3 x 8 fine-tuned models,
+    # ~2 min each) ~1 h; spectra (18 reports), corpus and tokenizer ~15 min. The longest stage (an MLM run, ~50
+    # min) stays well under the 2-hour piece the issue allows. The anchored runs are on types only, as in tiny.
+    "cpu": Preset(max_functions=None, vocab_size=8192, hidden_size=256, num_hidden_layers=4, intermediate_size=1024,
+                  state_size=64, mamba_head_dim=64, mlm_seq=256, mlm_steps=1200, mlm_batch=32, mlm_lr=1e-3,
+                  ft_steps=150, ft_batch=32, ft_lr=5e-4, query_len=64, code_len=256, long_code_len=512,
+                  type_len=256, eval_samples=None, probe_pairs=300, probe_snippets=300,
+                  probe_kinds="linear,directprobe", spectrum_length=4096, anchor_weight=1.0, warmup=50,
+                  anchor_tasks=("types",), max_train_rows=None, seeds=(0, 1, 2), bf16=True,
+                  variants=("s4d", "s4d-hf", "rocoder"), tasks=TASKS),
 }
 # Intra-op threads per preset where neither --num_threads nor OMP_NUM_THREADS says: the count changes the last
 # bits of every result, so the tiny preset's tables are made at one fixed count (1: the fastest on a busy
-# 2-core machine, see mambacode/threads.py); the GPU presets measure the free cores.
-PRESET_THREADS = {"tiny": 1, "small": "auto", "base": "auto"}
+# 2-core machine, see mambacode/threads.py), the cpu preset's at 2 (its 2 cores; a fixed count keeps a run
+# made of pieces the same as one made at once); the GPU presets measure the free cores.
+PRESET_THREADS = {"tiny": 1, "cpu": 2, "small": "auto", "base": "auto"}
 FINETUNE_RESULT = {"advtest": RetrievalResult, "longctx": RetrievalResult, "types": TypeInferenceResult}
 
 
@@ -78,7 +96,9 @@ def probed_after_finetuning(preset_name: str, variants: list[str]) -> list[tuple
 
 
 def reproduce(out: str, preset_name: str, variants: list[str], skip_anchor: bool = False, verbose: bool = False) -> str:
-    """Run every stage (skipping finished ones) and write the report; returns the report's path."""
+    """Run every stage (skipping finished ones) and write the report; returns the report's path. Fine-tuning
+    runs (and the probes and spectra of fine-tuned models) repeat per seed of the preset, seed-major, so the
+    first seed's table is complete first; stages of seed s > 0 carry the suffix `-seed<s>` (names and folders)."""
     p, t0 = PRESETS[preset_name], time.time()
     stage = StageRunner(os.path.join(out, "logs"), verbose)
     corpus, tokenizer = os.path.join(out, "corpus"), os.path.join(out, "tokenizer")
@@ -94,46 +114,61 @@ def reproduce(out: str, preset_name: str, variants: list[str], skip_anchor: bool
     probes = {"pretrained": stage("probe-pretrained", os.path.join(probe_dir, "pretrained"), lambda: probe(
         p, [r.output_dir for r in pre.values()], os.path.join(probe_dir, "pretrained"), corpus), ProbeResult)}
 
-    ft = {}
-    for task in TASKS:
-        for v in variants:
-            anchored = [False] if v == "rocoder" or skip_anchor or task not in p.anchor_tasks else [False, True]
-            for name in [v + ("+anchor" if a else "") for a in anchored]:
-                folder = os.path.join(out, "finetune", task, name)
-                ft[(task, name)] = stage(f"finetune-{task}-{name}", folder, lambda t=task, n=name, v=v, f=folder:
-                                         finetune(p, t, n, pre[v].output_dir, corpus, f), FINETUNE_RESULT[task])
+    ft = {}  # (task, name, seed) -> result
+    for seed in p.seeds:
+        for task in p.tasks:
+            for v in variants:
+                anchored = [False] if v == "rocoder" or skip_anchor or task not in p.anchor_tasks else [False, True]
+                for name in [v + ("+anchor" if a else "") for a in anchored]:
+                    folder = os.path.join(out, "finetune", task, name + seed_suffix(seed))
+                    ft[(task, name, seed)] = stage(
+                        f"finetune-{task}-{name}{seed_suffix(seed)}", folder,
+                        lambda t=task, n=name, v=v, f=folder, s=seed: finetune(p, t, n, pre[v].output_dir, corpus, f,
+                                                                               seed=s),
+                        FINETUNE_RESULT[task])
 
-    stage("export-models", os.path.join(out, "models"), lambda: ExportResult(export_models(
-        {n: r.output_dir for (t, n), r in ft.items() if t == "advtest"}, os.path.join(out, "models"))), ExportResult)
-    tuned = list(dict.fromkeys(ft[k].output_dir for k in probed_after_finetuning(preset_name, variants) if k in ft))
+    exported = {n: r.output_dir for (t, n, s), r in ft.items() if t == "advtest" and s == p.seeds[0]}
+    if exported:
+        stage("export-models", os.path.join(out, "models"), lambda: ExportResult(export_models(
+            exported, os.path.join(out, "models"))), ExportResult)
     probe_set = os.path.join(probe_dir, "pretrained", "probe_set.json")
-    probes["finetuned"] = stage("probe-finetuned", os.path.join(probe_dir, "finetuned"), lambda: probe(
-        p, tuned, os.path.join(probe_dir, "finetuned"), corpus, probe_set), ProbeResult)
+    for seed in p.seeds:
+        tuned = list(dict.fromkeys(ft[(t, n, seed)].output_dir for t, n in probed_after_finetuning(preset_name, variants)
+                                   if (t, n, seed) in ft))
+        name, folder = "finetuned" + seed_suffix(seed), os.path.join(probe_dir, "finetuned" + seed_suffix(seed))
+        if tuned:
+            probes[name] = stage(f"probe-{name}", folder, lambda m=tuned, f=folder: probe(p, m, f, corpus, probe_set),
+                                 ProbeResult)
 
-    spectra = {}
-    for v in [v for v in variants if v != "rocoder"]:
-        for key in [(task, name) for name in (v, v + "+anchor") for task in ("types", "longctx")]:
-            if key in ft:
-                folder = os.path.join(out, "spectra", *key)
-                spectra[key] = stage(f"spectrum-{key[0]}-{key[1]}", folder, lambda f=folder, v=v, k=key: spectrum(
-                    p, pre[v].output_dir, ft[k].output_dir, f, tokenizer, corpus),
-                    SpectrumResult)
-    stage.timings["total_before_report"] = round(time.time() - t0, 1)
+    spectra = {}  # (task, name, seed) -> result
+    for seed in p.seeds:
+        for v in [v for v in variants if v != "rocoder"]:
+            for key in [(task, name, seed) for name in (v, v + "+anchor") for task in ("types", "longctx")]:
+                if key in ft:
+                    folder = os.path.join(out, "spectra", key[0], key[1] + seed_suffix(seed))
+                    spectra[key] = stage(f"spectrum-{key[0]}-{key[1]}{seed_suffix(seed)}", folder,
+                                         lambda f=folder, v=v, k=key: spectrum(p, pre[v].output_dir, ft[k].output_dir,
+                                                                               f, tokenizer, corpus),
+                                         SpectrumResult)
+    invocation = round(time.time() - t0, 1)
     return stage("report", out, lambda: write_report(out, preset_name, p, pre, ft, probes, spectra, stage.timings,
-                                                     read_manifest(corpus)), done=lambda: False)
+                                                     read_manifest(corpus), earlier=stage.earlier,
+                                                     invocation_seconds=invocation), done=lambda: False)
 
 
 @dataclass
 class ReproduceArguments:
     output_dir: str = field(metadata={"help": "Run folder (stages, models, report); a killed run resumes in it."})
-    preset: str = field(default="tiny", metadata={"help": "Preset of sizes and steps.", "choices": list(PRESETS)})
+    preset: str = field(default="tiny", metadata={
+        "help": f"Preset of sizes and steps, one of {list(PRESETS)} (or one a caller added to PRESETS)."})
     variants: str | None = field(default=None, metadata={
-        "help": f"Comma list, subset of {list(VARIANTS)} (default: all)."})
+        "help": f"Comma list, subset of {list(VARIANTS)} (default: the preset's; tiny, small, base: all)."})
     no_anchor: bool = field(default=False, metadata={"help": "Skip the spectral-regulariser fine-tunes."})
     verbose: bool = field(default=False, metadata={"help": "Stage output on the console instead of log files."})
     num_threads: str | None = field(default=None, metadata={
         "help": "Intra-op CPU threads, a number or 'auto' (the cores other work leaves free). Default: "
-                "OMP_NUM_THREADS if set, else the preset's (tiny: 1, which its tables are made with; others: auto)."})
+                "OMP_NUM_THREADS if set, else the preset's (tiny: 1, which its tables are made with; cpu: 2; "
+                "small, base: auto)."})
     allow_unpinned_corpus: bool = field(default=False, metadata={
         "help": "Build the corpus even where [corpus] packages are missing or at other versions (the tables "
                 "will then differ from the README's)."})
@@ -142,7 +177,9 @@ class ReproduceArguments:
 def main(argv=None) -> int:
     ap = HfArgumentParser(ReproduceArguments)
     (args,) = ap.parse_args_into_dataclasses(args=argv)
-    variants = list(VARIANTS)
+    if args.preset not in PRESETS:
+        ap.error(f"--preset: unknown {args.preset!r}; choose from {list(PRESETS)}")
+    variants = list(PRESETS[args.preset].variants or VARIANTS)
     if args.variants:
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         bad = [v for v in variants if v not in VARIANTS]
@@ -160,7 +197,7 @@ def main(argv=None) -> int:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     try:
-        plan = configure_threads(args.num_threads, default=PRESET_THREADS[args.preset])
+        plan = configure_threads(args.num_threads, default=PRESET_THREADS.get(args.preset, "auto"))
     except ValueError as exc:
         ap.error(f"--num_threads: {exc}")
     logger.info("threads: %s", plan.describe())

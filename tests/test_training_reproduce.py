@@ -44,6 +44,59 @@ def test_stage_runs_once_and_hands_its_typed_result_on(tmp_path):
     assert calls == [1, 1]
 
 
+def test_stage_wall_times_are_kept_in_markers_and_read_back_on_resume(tmp_path, monkeypatch):
+    import mambacode.training.pipeline as pipeline
+
+    clock = iter([100.0, 103.25, 200.0, 200.5])  # start / end of stage a, then of the `done=` stage b
+    monkeypatch.setattr(pipeline.time, "time", lambda: next(clock))
+    monkeypatch.setattr(pipeline.logger, "disabled", True)  # its records would read the clock too
+    stage = StageRunner(str(tmp_path / "logs"))
+    stage("a", str(tmp_path / "a"), lambda: MLMResult("m"), MLMResult)
+    stage("b", str(tmp_path / "b"), lambda: None, done=lambda: False)
+    assert stage.timings == {"a": 3.2, "b": 0.5} and stage.earlier == set()
+    marker = json.load(open(tmp_path / "a" / ".done"))
+    assert marker["seconds"] == 3.2 and marker["started"] == "1970-01-01T00:01:40.000+00:00"
+    assert marker["finished"] == "1970-01-01T00:01:43.250+00:00" and marker["result"]["output_dir"] == "m"
+    assert json.load(open(tmp_path / "logs" / "b.done"))["seconds"] == 0.5  # not in b's folder: not ours
+    # a resumed run skips both and still knows their times, marked as an earlier run's
+    again = StageRunner(str(tmp_path / "logs"))
+    again("a", str(tmp_path / "a"), lambda: pytest.fail("ran again"), MLMResult)
+    again("b", str(tmp_path / "b"), lambda: pytest.fail("ran again"), done=lambda: True)
+    assert again.timings == {"a": 3.2, "b": 0.5} and again.earlier == {"a", "b"}
+
+
+def test_training_arguments_seed_and_bf16(rp):
+    import dataclasses
+
+    from mambacode.training.pipeline import cpu_bf16_supported, seed_suffix, split_seed, training_arguments
+
+    tiny = rp.PRESETS["tiny"]
+    args = training_arguments(tiny, 10, 4, 1e-3, "/tmp/unused")
+    assert args.seed == 42 and args.bf16 is False and args.use_cpu is False  # as before seeds and bf16 existed
+    args = training_arguments(dataclasses.replace(tiny, bf16=True), 10, 4, 1e-3, "/tmp/unused", seed=2)
+    assert args.seed == 44 and args.use_cpu is True and args.bf16 is cpu_bf16_supported()
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    assert cpu_bf16_supported() == ("avx512_bf16" in flags or "amx_tile" in flags)
+    assert [seed_suffix(s) for s in (0, 1, 12)] == ["", "-seed1", "-seed12"]
+    assert split_seed("s4d+anchor-seed2") == ("s4d+anchor", 2) and split_seed("s4d-hf") == ("s4d-hf", 0)
+
+
+def test_cpu_preset_is_three_variants_three_tasks_three_seeds_in_bf16(rp, tmp_path, capsys):
+    from mambacode.training.pipeline import TASKS, VARIANTS
+
+    cpu, tiny = rp.PRESETS["cpu"], rp.PRESETS["tiny"]
+    assert cpu.variants == ("s4d", "s4d-hf", "rocoder") and set(cpu.variants) <= set(VARIANTS)
+    assert cpu.tasks == TASKS == ("advtest", "longctx", "types") and cpu.seeds == (0, 1, 2) and cpu.bf16 is True
+    assert rp.PRESET_THREADS["cpu"] == 2
+    # the tiny preset keeps one seed, float32 and every variant: its tables stay as they were
+    assert tiny.seeds == (0,) and tiny.bf16 is False and tiny.variants is None and tiny.tasks == TASKS
+    with pytest.raises(SystemExit) as exc:
+        rp.main(["--preset", "huge", "--output_dir", str(tmp_path)])
+    assert exc.value.code == 2 and "--preset: unknown 'huge'; choose from ['tiny', 'small', 'base', 'cpu']" in (
+        capsys.readouterr().err)
+
+
 def test_failing_stage_is_named_with_its_log_and_not_marked_done(tmp_path):
     stage = StageRunner(str(tmp_path / "logs"))
 
@@ -90,10 +143,12 @@ def _fake_library(rp, monkeypatch, calls, fail=None):
     monkeypatch.setattr(rp, "pretrain", lambda p, v, tok, corpus, out: record(
         f"pretrain-{v}", MLMResult(out, perplexity=10.0 + len(v), encoder_parameters=1000 + len(v))))
 
-    def finetune(p, task, name, model_dir, corpus, out):
+    def finetune(p, task, name, model_dir, corpus, out, seed=0):
+        label = f"finetune-{task}-{name}" + (f"-seed{seed}" if seed else "")
+        assert os.path.basename(out) == name + (f"-seed{seed}" if seed else "")
         if task == "types":
-            return record(f"finetune-{task}-{name}", TypeInferenceResult(out, test_metrics={"micro_f1": 0.5, "accuracy": 0.75}))
-        return record(f"finetune-{task}-{name}", RetrievalResult(out, test_metrics={
+            return record(label, TypeInferenceResult(out, test_metrics={"micro_f1": 0.5, "accuracy": 0.75}))
+        return record(label, RetrievalResult(out, test_metrics={
             "test": {"mrr": 0.25}, "retrieval_adv": {"mrr": 0.125}}, bm25_metrics={"test": {"mrr": 0.5}},
             hybrid_metrics={"test": {"mrr": 0.375}}))
 
@@ -195,14 +250,21 @@ def test_report_from_typed_results(tmp_path):
     assert "| s4d (after types FT) | – | – | – | 0.875 |" in lines
     assert "| s4d (pretrained) | 0.400 | 0.375 | – | – |" in lines      # linear
     assert "| s4d | types | 1 / 4 | low-pass -> band-pass (1) | forward: 0.50, –; backward: 0.25, 0.12 |" in lines
-    assert "| corpus | 1.5 |" in lines
+    # claims: single runs have no spread; only comparisons with both sides present are listed
+    claims = lines[lines.index("## Claims"):lines.index("## Wall time per stage")]
+    assert [line for line in claims if line.startswith("| ") and "claim" not in line] == [
+        "| s4d > rocoder | long-context MRR (%) | §1: the SSM learns code better than RoCoder trained alike (no number) "
+        "| 25.00 | 12.50 | +12.50 | – | one run: no spread (paper's direction) |",
+        "| s4d+anchor > s4d | type-inference F1 (%) | not in the paper: this project's regulariser (§5), hoped > "
+        "| 45.00 | 40.00 | +5.00 | – | one run: no spread (paper's direction) |"]
+    assert "| corpus | 1.5 | 0.0 | this run |" in lines and "| **all stages** | 1.5 | 0.0 |  |" in lines
     rows = json.load(open(tmp_path / "results.json"))
     assert rows["s4d"] == {"advtest": 0.1234, "advtest_clean": 0.5, "params": 1234567, "longctx": 0.25,
                            "types": 0.4, "types_acc": 0.6, "mlm_ppl": 123.456, "advtest_hybrid": 0.1,
                            "advtest_clean_hybrid": 0.625, "longctx_hybrid": 0.35}
     assert rows["bm25"] == {"advtest": 0.0625, "advtest_clean": 0.75, "longctx": None}
     page = open(tmp_path / "report.html").read()
-    assert page.count("<table>") == 6 and "data:image/png;base64," in page  # the results plot is embedded
+    assert page.count("<table>") == 7 and "data:image/png;base64," in page  # the results plot is embedded
 
 
 def test_markdown_to_html_tables_code_and_figures(tmp_path):
@@ -237,3 +299,141 @@ def test_export_models_replaces_whole_folders_without_checkpoints(tmp_path):
             open(os.path.join(tmp, "half"), "w").close()
             raise RuntimeError("disk full")
     assert sorted(os.listdir(root / "s4d")) == ["config.json", "model.safetensors"] and os.listdir(root) == ["s4d"]
+
+
+def test_spread_rule_by_hand():
+    """|mean(A) - mean(B)| against the larger sample std (n - 1): values worked out on paper."""
+    from mambacode.training.claims import NO_SPREAD, OTHER_DIRECTION, PAPER_DIRECTION, WITHIN, verdict
+
+    # stds 0.02 and 0.02 (squares of +-0.02 sum to 0.0008, / 2, sqrt), means 0.32 and 0.12
+    found, diff, spread = verdict([0.30, 0.32, 0.34], [0.10, 0.12, 0.14])
+    assert found == PAPER_DIRECTION and diff == pytest.approx(0.20) and spread == pytest.approx(0.02)
+    # means 2 and 2.5, std 1 on both sides: 0.5 <= 1
+    assert verdict([1, 2, 3], [1.5, 2.5, 3.5])[0] == WITHIN
+    # equal to the spread is not beyond it: mean 2 (std 1) against 1 (std 0)
+    assert verdict([1, 2, 3], [1, 1, 1]) == (WITHIN, 1.0, 1.0)
+    # no spread at all, B higher: the other direction
+    assert verdict([0, 0, 0], [1, 1, 1]) == (OTHER_DIRECTION, -1.0, 0.0)
+    # unequal spreads: the larger one counts (std of [0, 10] is 7.07; of [10, 12] 1.41)
+    assert verdict([0, 10], [5, 5.2, 5.4])[0] == WITHIN
+    assert verdict([10, 12], [5, 5.5, 6])[0] == PAPER_DIRECTION
+    # one run against three: the three runs' std (0.05) is the spread; 0.60 - 0.45 = 0.15
+    assert verdict([0.60], [0.40, 0.45, 0.50])[0] == PAPER_DIRECTION
+    assert verdict([0.46], [0.40, 0.45, 0.50])[0] == WITHIN
+    # one run each: no spread to compare with, the direction named
+    found, diff, spread = verdict([0.3], [0.4])
+    assert found == f"{NO_SPREAD} (other direction)" and spread is None and diff == pytest.approx(-0.1)
+
+
+# per-seed numbers of the seeded driver test: (value at seed 0, step per seed)
+SEEDED = {("advtest", "s4d"): (0.10, 0.02), ("advtest", "s4d-hf"): (0.20, 0.02), ("advtest", "rocoder"): (0.11, 0.02),
+          ("longctx", "s4d"): (0.30, 0.01), ("longctx", "s4d-hf"): (0.30, 0.01), ("longctx", "rocoder"): (0.50, 0.10),
+          ("types", "s4d"): (0.40, 0.0), ("types", "s4d+anchor"): (0.45, 0.0), ("types", "s4d-hf"): (0.50, 0.01),
+          ("types", "s4d-hf+anchor"): (0.50, 0.01), ("types", "rocoder"): (0.30, 0.0)}
+
+
+def _seeded_fakes(rp, monkeypatch, calls):
+    """Fakes whose numbers depend on the seed (SEEDED; probes and spectra below), read from the folder names
+    the driver gives them, parsed here independently of the code under test."""
+    import re
+
+    _fake_library(rp, monkeypatch, calls)
+
+    def seed_of(folder):
+        match = re.match(r"^(.*)-seed(\d+)$", os.path.basename(folder))
+        return (match.group(1), int(match.group(2))) if match else (os.path.basename(folder), 0)
+
+    def finetune(p, task, name, model_dir, corpus, out, seed=0):
+        assert seed_of(out) == (name, seed)
+        base, step = SEEDED[(task, name)]
+        calls.append(f"finetune-{task}-{name}" + (f"-seed{seed}" if seed else ""))
+        if task == "types":
+            return TypeInferenceResult(out, test_metrics={"micro_f1": base + step * seed, "accuracy": 0.75})
+        key = "retrieval_adv" if task == "advtest" else "test"
+        return RetrievalResult(out, test_metrics={"test": {"mrr": 0.25}, key: {"mrr": base + step * seed}},
+                               bm25_metrics={"test": {"mrr": 0.5}}, hybrid_metrics={"test": {"mrr": 0.375}})
+
+    def accuracy(model):
+        parts = model.split(os.sep)
+        if "pretrain" in parts:
+            top = {"s4d": (0.60, 0.70), "s4d-hf": (0.60, 0.60), "rocoder": (0.55, 0.55)}[parts[-1]]
+        else:
+            name, seed = seed_of(model)
+            top = {("types", "s4d"): (0.50 + 0.01 * seed,) * 2, ("types", "s4d-hf"): (0.58, 0.58)}.get(
+                (parts[-2], name), (0.5, 0.5))
+        return {"distance": {"0": {"directprobe": 0.99}, "1": {"directprobe": top[0]}, "2": {"directprobe": top[1]}}}
+
+    def probe(p, models, out, corpus, probe_set=None):
+        calls.append(f"probe-{os.path.basename(out)}")
+        return ProbeResult({m: accuracy(m) for m in models})
+
+    def spectrum(p, pre, post, out, tok, corpus):
+        calls.append(f"spectrum-{os.path.basename(out)}")
+        seed = seed_of(out)[1]
+        return SpectrumResult(4, seed, {"low-pass -> band-pass": 1}, [0], {"forward": [0.5 + 0.1 * seed]})
+
+    monkeypatch.setattr(rp, "finetune", finetune)
+    monkeypatch.setattr(rp, "probe", probe)
+    monkeypatch.setattr(rp, "spectrum", spectrum)
+
+
+def test_driver_runs_every_fine_tuning_once_per_seed_and_reports_mean_std_and_claims(rp, tmp_path, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setitem(rp.PRESETS, "seeded", dataclasses.replace(
+        rp.PRESETS["tiny"], seeds=(0, 1, 2), variants=("s4d", "s4d-hf", "rocoder")))
+    monkeypatch.setitem(rp.PRESET_THREADS, "seeded", 1)
+    calls, out = [], str(tmp_path / "run")
+    _seeded_fakes(rp, monkeypatch, calls)
+    assert rp.main(["--preset", "seeded", "--output_dir", out]) == 0
+    seed0 = ["finetune-advtest-s4d", "finetune-advtest-s4d-hf", "finetune-advtest-rocoder",
+             "finetune-longctx-s4d", "finetune-longctx-s4d-hf", "finetune-longctx-rocoder",
+             "finetune-types-s4d", "finetune-types-s4d+anchor", "finetune-types-s4d-hf",
+             "finetune-types-s4d-hf+anchor", "finetune-types-rocoder"]
+    assert calls == ["corpus", "tokenizer", "pretrain-s4d", "pretrain-s4d-hf", "pretrain-rocoder",  # pretrained once
+                     "probe-pretrained", *seed0, *(n + "-seed1" for n in seed0), *(n + "-seed2" for n in seed0),
+                     "export", "probe-finetuned", "probe-finetuned-seed1", "probe-finetuned-seed2",
+                     "spectrum-s4d", "spectrum-s4d", "spectrum-s4d+anchor", "spectrum-s4d-hf", "spectrum-s4d-hf",
+                     "spectrum-s4d-hf+anchor", *(f"spectrum-{n}-seed{s}" for s in (1, 2) for n in
+                                                ("s4d", "s4d", "s4d+anchor", "s4d-hf", "s4d-hf", "s4d-hf+anchor"))]
+    assert os.path.exists(os.path.join(out, "finetune", "types", "s4d+anchor-seed2", ".done"))
+    assert os.path.exists(os.path.join(out, "spectra", "longctx", "s4d-hf-seed1", ".done"))
+    lines = open(os.path.join(out, "report.md")).read().splitlines()
+    # Table 1: mean ± sample std over the three seeds (0.10, 0.12, 0.14 -> 12.00 ± 2.00)
+    assert "| s4d | 1,003 | 13.0 | 12.00 ± 2.00 | 25.00 ± 0.00 | 31.00 ± 1.00 | 40.00 ± 0.00 | 75.00 ± 0.00 |" in lines
+    assert "| rocoder | 1,007 | 17.0 | 13.00 ± 2.00 | 25.00 ± 0.00 | 60.00 ± 10.00 | 30.00 ± 0.00 | 75.00 ± 0.00 |" in lines
+    assert "| BM25 (bm25s, no model) | – | – | – | 50.00 | 50.00 | – | – |" in lines  # one pool: one BM25 number
+    assert "| s4d + BM25 (hybrid) | – | 37.50 ± 0.00 | 37.50 ± 0.00 |" in lines
+    # probes: a fine-tuned model's seeds in one row; pretrained models are single runs
+    assert "| s4d (pretrained) | 0.990 | 0.600 | 0.700 |" in lines
+    assert "| s4d (after types FT) | 0.990 ± 0.000 | 0.510 ± 0.010 | 0.510 ± 0.010 |" in lines
+    # spectra: kernels changing class (0, 1, 2) and the shift (0.5, 0.6, 0.7) as mean ± std, transitions summed
+    assert ("| s4d | types | 1.0 ± 1.0 / 4 | low-pass -> band-pass (3) (over 3 seeds) | forward: 0.60 ± 0.10 |"
+            in lines)
+    claims = {line.split(" | ")[0][2:] + " / " + line.split(" | ")[1]: line.split(" | ")[3:]
+              for line in lines[lines.index("## Claims"):lines.index("## Wall time per stage")] if line.startswith("| ")}
+    assert claims["s4d-hf > s4d / AdvTest-style MRR (%)"] == [
+        "22.00 ± 2.00", "12.00 ± 2.00", "+10.00", "2.00", "exceeds the spread, paper's direction |"]
+    assert claims["s4d > rocoder / AdvTest-style MRR (%)"][2:] == ["-1.00", "2.00", "within the spread |"]
+    assert claims["s4d > rocoder / long-context MRR (%)"][2:] == ["-29.00", "10.00", "exceeds the spread, other direction |"]
+    assert claims["s4d-hf > s4d / long-context MRR (%)"][2:] == ["+0.00", "1.00", "within the spread |"]
+    assert claims["s4d+anchor > s4d / type-inference F1 (%)"][2:] == [
+        "+5.00", "0.00", "exceeds the spread, paper's direction |"]
+    # probe claims over layers 1..2 (layer 0 left out): s4d pretrained 0.65, after types FT 0.50 / 0.51 / 0.52
+    measure = "distance: directprobe accuracy, mean of layers 1..L"
+    assert claims[f"s4d > rocoder, pretrained / {measure}"] == [
+        "0.650", "0.550", "+0.100", "–", "one run: no spread (paper's direction) |"]
+    assert claims[f"forgetting: s4d pretrained > s4d after types FT / {measure}"] == [
+        "0.650", "0.510 ± 0.010", "+0.140", "0.010", "exceeds the spread, paper's direction |"]
+    # drops: s4d 0.15 / 0.14 / 0.13, s4d-hf 0.02 at every seed
+    assert claims[f"types-FT accuracy drop: s4d > s4d-hf / {measure}"] == [
+        "0.140 ± 0.010", "0.020 ± 0.000", "+0.120", "0.010", "exceeds the spread, paper's direction |"]
+    rows = json.load(open(os.path.join(out, "results.json")))
+    cell = rows["s4d"]["advtest"]
+    assert cell["seeds"] == pytest.approx({"0": 0.10, "1": 0.12, "2": 0.14})
+    assert cell["mean"] == pytest.approx(0.12) and cell["std"] == pytest.approx(0.02)
+    assert rows["s4d"]["params"] == 1003 and rows["bm25"]["advtest_clean"] == 0.5
+    (hf,) = [c for c in json.load(open(os.path.join(out, "claims.json")))
+             if c["claim"] == "s4d-hf > s4d" and c["measure"].startswith("AdvTest")]
+    assert hf["a"]["seeds"] == pytest.approx({"0": 0.20, "1": 0.22, "2": 0.24}) and hf["spread"] == pytest.approx(0.02)
+    assert hf["verdict"] == "exceeds the spread, paper's direction"

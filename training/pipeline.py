@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 import traceback
@@ -42,6 +44,8 @@ VARIANTS = {
     "mamba2": {"mixer": "mamba2"},
     "rocoder": {"model_type": "roformer"},
 }
+# Trainer seed of fine-tuning seed s: SEED_BASE + s (seed 0 = the seed every run used before seeds existed)
+SEED_BASE = 42
 
 
 @dataclass
@@ -75,11 +79,39 @@ class Preset:
     warmup: int
     anchor_tasks: tuple = TASKS
     max_train_rows: int | None = None
+    seeds: tuple = (0,)  # every fine-tuning run runs once per seed (Trainer seed SEED_BASE + s); pretraining once
+    bf16: bool = False  # bf16 autocast on the CPU (`bf16=True, use_cpu=True`) where the CPU has bf16 instructions
+    variants: tuple | None = None  # the variants run by default (None: every one in VARIANTS)
+    tasks: tuple = TASKS  # the fine-tuning tasks run
 
     @property
     def max_positions(self) -> int:
         """The longest input any stage feeds the models (probes and spectra are truncated to it as well)."""
         return max(self.long_code_len, self.type_len, self.mlm_seq, 512)
+
+
+def seed_suffix(seed: int) -> str:
+    """The stage-name and folder suffix of a fine-tuning seed: '' for seed 0 (the names runs had before seeds
+    existed), '-seed<s>' otherwise."""
+    return "" if seed == 0 else f"-seed{seed}"
+
+
+_SEEDED = re.compile(r"^(.*)-seed(\d+)$")
+
+
+def split_seed(name: str) -> tuple[str, int]:
+    """'s4d+anchor-seed2' -> ('s4d+anchor', 2); a name without the suffix is seed 0."""
+    match = _SEEDED.match(name)
+    return (match.group(1), int(match.group(2))) if match else (name, 0)
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU has native bfloat16 instructions (AVX512-BF16 or AMX): where it has none, autocast
+    would emulate them, slower than float32."""
+    import torch
+
+    checks = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
 
 
 # ------------------------------------------------------------------------------------------ stage runner
@@ -107,19 +139,28 @@ def _output_to(log):
 
 @dataclass
 class StageRunner:
-    """Runs named stages once: output to `<logs>/<name>.log`, result kept in `<folder>/.done`."""
+    """Runs named stages once: output to `<logs>/<name>.log`, result and wall time kept in `<folder>/.done`.
+
+    `timings` holds each stage's wall seconds, for stages skipped now too (read back from their markers, and
+    named in `earlier`), so a run made of several pieces still reports every stage's time."""
 
     logs: str
     verbose: bool = False
     timings: dict = field(default_factory=dict)
+    earlier: set = field(default_factory=set)
 
     def __call__(self, name: str, folder: str, fn, result_type=None, done=None):
         """`fn()` unless `folder/.done` (or `done()`, for folders another tool owns) says it ran; returns its
-        result (read back from the marker when skipped). `result_type`: the dataclass `fn` returns."""
-        marker = os.path.join(folder, ".done")
+        result (read back from the marker when skipped). `result_type`: the dataclass `fn` returns. A stage
+        with `done` keeps its wall time in `<logs>/<name>.done` (its folder is not ours to write in)."""
+        marker = os.path.join(folder, ".done") if done is None else os.path.join(self.logs, f"{name}.done")
         if done() if done is not None else _read_marker(marker, result_type) is not None:
             logger.info("[skip] %s (output exists: %s)", name, folder)
-            return _read_marker(marker, result_type).get("result") if done is None else None
+            record = _read_marker(marker, result_type if done is None else None) or {}
+            if isinstance(record.get("seconds"), (int, float)):
+                self.timings[name] = record["seconds"]
+                self.earlier.add(name)
+            return record.get("result") if done is None else None
         os.makedirs(self.logs, exist_ok=True)
         log_path = os.path.join(self.logs, f"{name}.log")
         logger.info("[run ] %s  (log: %s)", name, log_path)
@@ -134,13 +175,18 @@ class StageRunner:
                 traceback.print_exc(file=log)
                 detail = f"exit status {exc.code}" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
                 raise StageError(f"stage '{name}' failed ({detail}); see {log_path}") from exc
-        self.timings[name] = round(time.time() - start, 1)
-        if done is None:
-            record = {"stage": name, "seconds": self.timings[name],
-                      "result": dataclasses.asdict(result) if result_type is not None else None}
-            atomic_write_text(marker, json.dumps(record))
+        end = time.time()
+        self.timings[name] = round(end - start, 1)
+        self.earlier.discard(name)
+        record = {"stage": name, "seconds": self.timings[name], "started": _utc(start), "finished": _utc(end),
+                  "result": dataclasses.asdict(result) if result_type is not None and done is None else None}
+        atomic_write_text(marker, json.dumps(record))
         logger.info("[done] %s in %.1f s", name, self.timings[name])
         return result
+
+
+def _utc(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _read_marker(path: str, result_type) -> dict | None:
@@ -158,15 +204,19 @@ def _read_marker(path: str, result_type) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------ training stages
-def training_arguments(preset: Preset, steps: int, batch: int, lr: float, output_dir: str,
+def training_arguments(preset: Preset, steps: int, batch: int, lr: float, output_dir: str, seed: int = 0,
                        **flags) -> TrainingArguments:
-    """The Trainer settings shared by every training stage (seed 42, cosine schedule, a checkpoint halfway
-    and at the end, the last one kept); `flags`: do_eval / do_predict."""
+    """The Trainer settings shared by every training stage (Trainer seed SEED_BASE + `seed`, cosine schedule, a
+    checkpoint halfway and at the end, the last one kept; with `preset.bf16`, bf16 autocast on the CPU where it
+    has bf16 instructions); `flags`: do_eval / do_predict."""
+    if preset.bf16:
+        flags = {"use_cpu": True, "bf16": cpu_bf16_supported(), **flags}
+        logger.info("bf16 autocast on the CPU: %s", "on" if flags["bf16"] else "off (no bf16 instructions)")
     return TrainingArguments(
         output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch, per_device_eval_batch_size=batch,
         learning_rate=lr, warmup_steps=preset.warmup, lr_scheduler_type="cosine", logging_steps=20,
-        save_steps=max(steps // 2, 1), save_total_limit=1, report_to="tensorboard", seed=42, disable_tqdm=True,
-        dataloader_num_workers=0, max_grad_norm=1.0, do_train=True, **flags)
+        save_steps=max(steps // 2, 1), save_total_limit=1, report_to="tensorboard", seed=SEED_BASE + seed,
+        disable_tqdm=True, dataloader_num_workers=0, max_grad_norm=1.0, do_train=True, **flags)
 
 
 def pretrain(preset: Preset, variant: str, tokenizer: str, corpus: str, output_dir: str):
@@ -183,14 +233,16 @@ def pretrain(preset: Preset, variant: str, tokenizer: str, corpus: str, output_d
     return run_mlm(model_args, data_args, training_args, RunArguments(model_card_name=f"mambacode-{variant}-mlm"))
 
 
-def finetune(preset: Preset, task: str, name: str, model_dir: str, corpus: str, output_dir: str):
-    """Fine-tune a pretrained model on `task` (advtest / longctx retrieval, types); `name` ending in
-    '+anchor' switches the spectral regulariser on."""
+def finetune(preset: Preset, task: str, name: str, model_dir: str, corpus: str, output_dir: str, seed: int = 0):
+    """Fine-tune a pretrained model on `task` (advtest / longctx retrieval, types) with fine-tuning seed `seed`
+    (the data and test pools are the same for every seed; the batch order, any new head's
+    initialisation and dropout differ); `name`
+    ending in '+anchor' switches the spectral regulariser on."""
     anchored = name.endswith("+anchor")
     model_args = ModelArguments(model_name_or_path=model_dir,
                                 spectral_anchor_weight=preset.anchor_weight if anchored else 0.0,
                                 spectral_anchor_length=preset.spectrum_length if anchored else None)
-    training_args = training_arguments(preset, preset.ft_steps, preset.ft_batch, preset.ft_lr, output_dir,
+    training_args = training_arguments(preset, preset.ft_steps, preset.ft_batch, preset.ft_lr, output_dir, seed,
                                        do_predict=True)
     run_args = RunArguments(model_card_name=f"mambacode-{name}-{task}")
     limits = dict(max_eval_samples=preset.eval_samples, max_train_samples=preset.max_train_rows)
@@ -290,6 +342,6 @@ def spectrum(preset: Preset, pretrained: str, finetuned: str, output_dir: str, t
                           shift, figures)
 
 
-__all__ = ["Preset", "VARIANTS", "TASKS", "StageRunner", "StageError", "training_arguments", "pretrain", "finetune",
+__all__ = ["Preset", "VARIANTS", "TASKS", "SEED_BASE", "seed_suffix", "split_seed", "cpu_bf16_supported", "StageRunner", "StageError", "training_arguments", "pretrain", "finetune",
            "export_models", "ExportResult", "ProbeResult", "probe", "SpectrumResult",
            "spectrum"]

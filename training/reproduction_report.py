@@ -1,6 +1,11 @@
-"""The reproduction report (`report.md`, a self-contained `report.html`, `results.json`, `results.png`) rendered
-from the pipeline's typed stage results: a Table-1-style results table with a BM25 row, a retrieval table of
-each model beside BM25 and its dense + BM25 hybrid, the probing tables and the spectral shift table."""
+"""The reproduction report (`report.md`, a self-contained `report.html`, `results.json`, `claims.json`,
+`results.png`) rendered from the pipeline's typed stage results: a Table-1-style results table with a BM25 row,
+a retrieval table of each model beside BM25 and its dense + BM25 hybrid, the probing tables, the spectral shift
+table, the paper's claims held against the seed spread, and the wall time of every stage.
+
+Fine-tuning results are keyed `(task, name, seed)` (a key `(task, name)` is seed 0). With one seed every
+number is shown as it is; with several, every fine-tuned number is shown as mean ± sample std over the seeds
+and `results.json` holds `{"seeds": {seed: value}, "mean": m, "std": s}` in its place."""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import base64
 import json
 import os
 import re
-from dataclasses import asdict
+import statistics
+from dataclasses import asdict, dataclass
 
 import markdown
 
@@ -16,7 +22,8 @@ from mambacode.atomic import atomic_path, atomic_write_text
 from mambacode.probing.report import layer_table
 from mambacode.tables import markdown_table
 
-from .pipeline import TASKS, VARIANTS
+from .claims import SPREAD_RULE, claims_table, probe_claims, task_claims
+from .pipeline import SEED_BASE, TASKS, VARIANTS, seed_suffix, split_seed
 
 TASK_TITLES = {"advtest": "AdvTest-style MRR", "longctx": "long-context MRR", "types": "type-inference F1"}
 ADVTEST_SET = "retrieval_adv"  # the obfuscated test set, named after its corpus folder
@@ -27,19 +34,68 @@ BASELINE = "bm25"  # the results row of BM25 alone (bm25s, no model), ranked on 
 BASELINE_LABEL = "BM25 (bm25s, no model)"
 
 
+@dataclass
+class MeanStd:
+    """One number over seeds, `values` {seed: value}: formats as 'mean ± std' (sample std, n - 1) under any float
+    format spec (f"{x:.3f}"), as the mean alone for one seed, so tables written for single numbers show it."""
+
+    values: dict
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values.values())
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values.values()) if len(self.values) > 1 else None
+
+    def __format__(self, spec: str) -> str:
+        return format(self.mean, spec) + ("" if self.std is None else " ± " + format(self.std, spec))
+
+    def to_json(self) -> dict:
+        return {"seeds": {str(s): v for s, v in self.values.items()}, "mean": self.mean, "std": self.std}
+
+
+def seed_runs(finetuned: dict) -> dict:
+    """{(task, name): {seed: result}} from fine-tuning results keyed (task, name, seed) or (task, name) (seed 0)."""
+    runs = {}
+    for key, res in finetuned.items():
+        task, name, seed = key if len(key) == 3 else (*key, 0)
+        runs.setdefault((task, name), {})[seed] = res
+    return {k: dict(sorted(v.items())) for k, v in runs.items()}
+
+
+def _over_seeds(runs: dict, metric, several: bool):
+    """`metric(result)` of one run as it is (`several` False), or {seeds, mean, std} over the runs that have it."""
+    values = {s: metric(r) for s, r in runs.items()}
+    if not several:
+        return next(iter(values.values()))
+    present = {s: v for s, v in values.items() if v is not None}
+    return MeanStd(present).to_json() if present else None
+
+
+TASK_METRIC = {"advtest": lambda r: r.mrr(ADVTEST_SET), "longctx": lambda r: r.mrr("test"),
+               "types": lambda r: r.test_metrics.get("micro_f1")}  # the Table-1 number of each task
+
+
 def results_rows(pretrained: dict, finetuned: dict) -> dict:
     """{model name: {advtest, advtest_clean, longctx, their `_hybrid` twins, types, types_acc, params, mlm_ppl}}
-    from the MLM results (by variant) and the fine-tuning results (by (task, name)), plus the row `bm25`
-    ({advtest, advtest_clean, longctx}) where any run ranked its pools with BM25; missing numbers are None."""
+    from the MLM results (by variant) and the fine-tuning results (by (task, name[, seed])), plus the row `bm25`
+    ({advtest, advtest_clean, longctx}) where any run ranked its pools with BM25; missing numbers are None.
+    With several seeds each fine-tuned number is {seeds, mean, std} (`MeanStd.to_json`)."""
+    runs = seed_runs(finetuned)
+    several = len({s for per_seed in runs.values() for s in per_seed}) > 1
     rows = {}
     for task in TASKS:
-        for name in sorted(n for t, n in finetuned if t == task):
-            res, row = finetuned[(task, name)], rows.setdefault(name, {})
+        for name in sorted(n for t, n in runs if t == task):
+            per_seed, row = runs[(task, name)], rows.setdefault(name, {})
             if task == "types":
-                row["types"], row["types_acc"] = res.test_metrics.get("micro_f1"), res.test_metrics.get("accuracy")
+                row["types"] = _over_seeds(per_seed, lambda r: r.test_metrics.get("micro_f1"), several)
+                row["types_acc"] = _over_seeds(per_seed, lambda r: r.test_metrics.get("accuracy"), several)
             for column, (column_task, test_set) in RETRIEVAL_COLUMNS.items():
                 if column_task == task:
-                    row[column], row[column + "_hybrid"] = res.mrr(test_set), res.mrr(test_set, "hybrid")
+                    row[column] = _over_seeds(per_seed, lambda r, s=test_set: r.mrr(s), several)
+                    row[column + "_hybrid"] = _over_seeds(per_seed, lambda r, s=test_set: r.mrr(s, "hybrid"), several)
             row.setdefault("params", None)
     for variant, res in pretrained.items():
         for name, row in rows.items():
@@ -55,11 +111,13 @@ def results_rows(pretrained: dict, finetuned: dict) -> dict:
 
 def baseline_row(finetuned: dict) -> tuple[dict, list[str]]:
     """BM25's MRR per retrieval column, and notes naming any column whose runs disagree. BM25 needs no model,
-    so every run of a task ranks the same pool alike; runs that disagree were tested on different pools
-    (e.g. other sample limits), and their column is left empty rather than one of them shown."""
+    so every run of a task (every seed too) ranks the same pool alike; runs that disagree were tested on
+    different pools (e.g. other sample limits), and their column is left empty rather than one of them shown."""
     row, notes = {}, []
+    runs = seed_runs(finetuned)
     for column, (task, test_set) in RETRIEVAL_COLUMNS.items():
-        values = {name: res.mrr(test_set, "bm25") for (t, name), res in sorted(finetuned.items()) if t == task}
+        values = {name + seed_suffix(seed): res.mrr(test_set, "bm25")
+                  for (t, name), per_seed in sorted(runs.items()) if t == task for seed, res in per_seed.items()}
         found = {v for v in values.values() if v is not None}
         row[column] = next(iter(found)) if len(found) == 1 else None
         if len(found) > 1:
@@ -70,7 +128,14 @@ def baseline_row(finetuned: dict) -> tuple[dict, list[str]]:
 
 
 def _pct(x) -> str:
+    """A fraction in %, or a results.json {seeds, mean, std} as 'mean ± std' in %."""
+    if isinstance(x, dict):
+        return _pct(x["mean"]) + ("" if x.get("std") is None else f" ± {x['std'] * 100.0:.2f}")
     return "–" if x is None else f"{x * 100.0:.2f}"
+
+
+def _mean(x):
+    return x["mean"] if isinstance(x, dict) else x
 
 
 def _ordered(rows: dict) -> list[str]:
@@ -103,33 +168,96 @@ def retrieval_table(rows: dict) -> str:
     return markdown_table(["ranker", "AdvTest-style MRR", "(non-obfuscated MRR)", "long-context MRR"], body)
 
 
-def model_label(path: str) -> str:
-    """'s4d (pretrained)' / 's4d (after types FT)' from a pipeline model folder."""
+def model_path_key(path: str) -> tuple[str, str, int]:
+    """(stage, name, seed) of a pipeline model folder: ('pretrained', 's4d', 0) for `.../pretrain/s4d`,
+    ('types', 's4d+anchor', 2) for `.../finetune/types/s4d+anchor-seed2`, ('', folder name, 0) otherwise."""
     parts = os.path.normpath(str(path)).split(os.sep)
     if "pretrain" in parts:
-        return f"{parts[-1]} (pretrained)"
+        return "pretrained", parts[-1], 0
     if "finetune" in parts:
-        return f"{parts[-1]} (after {parts[-2]} FT)"
-    return parts[-1]
+        return (parts[-2], *split_seed(parts[-1]))
+    return "", parts[-1], 0
+
+
+def stage_label(stage: str, name: str) -> str:
+    """'s4d (pretrained)' / 's4d (after types FT)' / the name alone (a folder outside the pipeline)."""
+    return f"{name} (pretrained)" if stage == "pretrained" else (f"{name} (after {stage} FT)" if stage else name)
+
+
+def model_label(path: str) -> str:
+    """`stage_label` of a pipeline model folder (any seed suffix left out)."""
+    return stage_label(*model_path_key(path)[:2])
+
+
+def probe_runs(probes: list) -> dict:
+    """{(stage, name): {seed: {task: {layer: {probe: accuracy}}}}} over probe runs (`model_path_key` of each
+    probed folder), in order of first appearance."""
+    runs = {}
+    for result in probes:
+        for model, per_task in result.accuracy.items():
+            stage, name, seed = model_path_key(model)
+            runs.setdefault((stage, name), {})[seed] = per_task
+    return runs
+
+
+def probe_accuracy(probes: list) -> dict:
+    """{row label: {task: {layer: {probe: accuracy}}}} over probe runs, one row per model and stage: the runs of
+    a fine-tuned model's seeds merge into one row of `MeanStd` cells."""
+    merged = {}
+    for (stage, name), per_seed in probe_runs(probes).items():
+        label = stage_label(stage, name)
+        if len(per_seed) == 1:
+            merged[label] = next(iter(per_seed.values()))
+            continue
+        cells = {}
+        for seed, per_task in sorted(per_seed.items()):
+            for task, per_layer in per_task.items():
+                for layer, per_probe in per_layer.items():
+                    for probe, acc in per_probe.items():
+                        cells.setdefault(task, {}).setdefault(layer, {}).setdefault(probe, {})[seed] = acc
+        merged[label] = {t: {layer: {p: MeanStd(v) for p, v in pp.items()} for layer, pp in pl.items()}
+                         for t, pl in cells.items()}
+    return merged
 
 
 def probe_table(probes: list, probe: str) -> str:
-    accuracy = {model: per_task for result in probes for model, per_task in result.accuracy.items()}
+    accuracy = probe_accuracy(probes)
     if not accuracy:
         return "No probe results (the probing stages did not run)."
-    return layer_table(accuracy, probe, name=model_label)
+    return layer_table(accuracy, probe, name=str)
 
 
 def spectrum_table(spectra: dict) -> str:
-    """`spectra`: {(task, name): SpectrumResult}."""
+    """`spectra`: {(task, name[, seed]): SpectrumResult}; several seeds of one run merge into one row (kernels
+    changing class and each layer's shift as mean ± std, transitions counted over all seeds)."""
+    runs = seed_runs(spectra)
     body = []
     for task in ("types", "longctx"):
-        for name in sorted(n for t, n in spectra if t == task):
-            s = spectra[(task, name)]
-            per_layer = "; ".join(f"{k}: " + ", ".join("–" if x is None else f"{x:.2f}" for x in vals)
-                                  for k, vals in s.layer_shift.items())
-            trans = ", ".join(f"{k} ({v})" for k, v in s.transitions.items()) or "none"
-            body.append([name, task, f"{s.changed} / {s.kernels}", trans, per_layer])
+        for name in sorted(n for t, n in runs if t == task):
+            per_seed = runs[(task, name)]
+            if len(per_seed) == 1:
+                s = next(iter(per_seed.values()))
+                per_layer = "; ".join(f"{k}: " + ", ".join("–" if x is None else f"{x:.2f}" for x in vals)
+                                      for k, vals in s.layer_shift.items())
+                trans = ", ".join(f"{k} ({v})" for k, v in s.transitions.items()) or "none"
+                body.append([name, task, f"{s.changed} / {s.kernels}", trans, per_layer])
+                continue
+            first = next(iter(per_seed.values()))
+            counts = {}
+            for s in per_seed.values():
+                for k, v in s.transitions.items():
+                    counts[k] = counts.get(k, 0) + v
+            trans = (", ".join(f"{k} ({v})" for k, v in counts.items()) or "none") + f" (over {len(per_seed)} seeds)"
+
+            def cell(direction, i):
+                vals = {seed: s.layer_shift[direction][i] for seed, s in per_seed.items()
+                        if i < len(s.layer_shift.get(direction, [])) and s.layer_shift[direction][i] is not None}
+                return f"{MeanStd(vals):.2f}" if vals else "–"
+
+            per_layer = "; ".join(f"{k}: " + ", ".join(cell(k, i) for i in range(len(vals)))
+                                  for k, vals in first.layer_shift.items())
+            changed = MeanStd({seed: s.changed for seed, s in per_seed.items()})
+            body.append([name, task, f"{changed:.1f} / {first.kernels}", trans, per_layer])
     if not body:
         return "No spectral shift reports (the spectrum stages did not run)."
     return markdown_table(["model", "fine-tuning", "SSM kernels changing class", "transitions",
@@ -137,7 +265,7 @@ def spectrum_table(spectra: dict) -> str:
 
 
 def results_plot(rows: dict, path: str) -> str | None:
-    """Bar charts of the three task metrics (None without matplotlib)."""
+    """Bar charts of the three task metrics, with the seed std as error bars (None without matplotlib)."""
     try:
         import matplotlib
 
@@ -148,7 +276,10 @@ def results_plot(rows: dict, path: str) -> str | None:
     names = _ordered(rows)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key in zip(axes, TASKS):
-        ax.bar(range(len(names)), [100 * (rows[n].get(key) or 0.0) for n in names],
+        values = [rows[n].get(key) for n in names]
+        errors = [100 * (v.get("std") or 0.0) if isinstance(v, dict) else 0.0 for v in values]
+        ax.bar(range(len(names)), [100 * (_mean(v) or 0.0) for v in values],
+               yerr=errors if any(errors) else None, capsize=3,
                color=["#888" if n == "rocoder" else ("#2a7" if "+anchor" in n else "#36c") for n in names])
         if rows.get(BASELINE, {}).get(key) is not None:
             ax.axhline(100 * rows[BASELINE][key], color="#c33", linestyle="--", linewidth=1, label="BM25")
@@ -163,6 +294,19 @@ def results_plot(rows: dict, path: str) -> str | None:
     return path
 
 
+def timing_table(timings: dict, earlier=(), invocation_seconds: float | None = None) -> str:
+    """Wall seconds per stage (`timings`, in run order; `earlier`: stages finished by an earlier invocation, whose
+    seconds come from their markers), their sum, and this invocation's own time before the report."""
+    body = [[name, f"{sec:.1f}", f"{sec / 60:.1f}", "earlier run" if name in earlier else "this run"]
+            for name, sec in timings.items()]
+    total = sum(timings.values())
+    body.append(["**all stages**", f"{total:.1f}", f"{total / 60:.1f}", ""])
+    if invocation_seconds is not None:
+        body.append(["this invocation (before the report)", f"{invocation_seconds:.1f}",
+                     f"{invocation_seconds / 60:.1f}", ""])
+    return markdown_table(["stage", "seconds", "minutes", "run by"], body)
+
+
 def sources_section(manifest: dict) -> list[str]:
     """The corpus' exact sources (from its manifest): what a rerun elsewhere must install to get this corpus."""
     rows = [(s["name"], s["version"], s.get("license") or "?", f"{s['num_files']:,}") for s in manifest["sources"]]
@@ -175,10 +319,16 @@ def sources_section(manifest: dict) -> list[str]:
 
 
 def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: dict, timings: dict,
-                  figures: list, manifest: dict | None = None, notes: list | None = None) -> str:
+                  figures: list, manifest: dict | None = None, notes: list | None = None, claims: list | None = None,
+                  seeds: tuple = (0,), earlier=(), invocation_seconds: float | None = None) -> str:
     """The Markdown report; `figures`: (caption, path relative to the report) pairs; `manifest`: the
     corpus manifest (`mambacode.corpus.read_manifest`), whose sources are listed; `notes`: warnings printed
-    under the retrieval table (`baseline_row`)."""
+    under the retrieval table (`baseline_row`); `claims`: `mambacode.training.claims.Claim`s; `seeds`: the
+    fine-tuning seeds the results hold; `timings` / `earlier` / `invocation_seconds`: see `timing_table`."""
+    spread = ([f"Every fine-tuned number is the mean ± sample standard deviation over {len(seeds)} seeds "
+               f"({', '.join(map(str, seeds))}: Trainer seeds {', '.join(str(SEED_BASE + s) for s in seeds)}; same "
+               "pretrained model, data and test pools); parameters and MLM perplexity are the one pretraining run's.",
+               ""] if len(seeds) > 1 else [])
     md = [f"# MambaCode reproduction report (preset `{preset_name}`)", "",
           f"Settings: `{json.dumps(asdict(preset))}`", "",
           "## Table 1: downstream results", "",
@@ -186,7 +336,7 @@ def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: d
           "test code with function and variable names replaced by placeholders (the non-obfuscated test MRR in "
           "parentheses). `+anchor`: fine-tuned with the spectral-preserving regulariser "
           f"(weight {preset.anchor_weight}). {BASELINE_LABEL}: the lexical baseline on the same queries and pools.",
-          "", results_table(rows), "",
+          "", *spread, results_table(rows), "",
           "## Retrieval against BM25", "",
           "MRR in %, every ranker on the same queries and pools as Table 1. BM25: `bm25s` (Lucene variant, k1 = 1.5, "
           "b = 0.75) over code words (identifiers whole and split at snake_case / camelCase). Hybrid: the model's "
@@ -196,11 +346,18 @@ def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: d
           retrieval_table(rows), "", *(f"**Note:** {n}" for n in notes or []), *([""] if notes else []),
           "## Probing (DirectProbe accuracy per task and layer)", "",
           "Rows: models pretrained and after fine-tuning (same sampled pairs for every model). Layer 0 is the "
-          "embedding output.", "", probe_table(probes, "directprobe"), "",
+          "embedding output." + (" Fine-tuned models: mean ± std over the seeds." if len(seeds) > 1 else ""), "",
+          probe_table(probes, "directprobe"), "",
           "### Linear probe accuracy", "", probe_table(probes, "linear"), "",
           "## Spectral shift (pretrained -> fine-tuned)", "", spectrum_table(spectra), "",
+          "## Claims", "",
+          "Each of the paper's comparisons this run can test (PAPER.md; the regulariser's rows are this project's "
+          "hypothesis), written A > B in the paper's direction. " + SPREAD_RULE, "",
+          claims_table(claims or []), "",
           *(["## Corpus sources", "", *sources_section(manifest), ""] if manifest else []),
-          "## Stage timings (s)", "", markdown_table(["stage", "seconds"], list(timings.items())), "",
+          "## Wall time per stage", "",
+          "Seconds each stage took when it ran (stages finished by an earlier, interrupted invocation keep the time "
+          "their marker recorded).", "", timing_table(timings, earlier, invocation_seconds), "",
           "## Figures", ""]
     for caption, rel in figures:
         md += [f"### {caption}", "", f"![{caption}]({rel})", ""]
@@ -227,27 +384,37 @@ def markdown_to_html(text: str, base: str) -> str:
 
 
 def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, finetuned: dict, probes: dict,
-                 spectra: dict, timings: dict, manifest: dict | None = None) -> str:
-    """Write report.md, report.html, results.json and results.png to `output_dir`; returns report.md's path.
-    `probes`: {'pretrained' | 'finetuned': ProbeResult}."""
+                 spectra: dict, timings: dict, manifest: dict | None = None, earlier=(),
+                 invocation_seconds: float | None = None) -> str:
+    """Write report.md, report.html, results.json, claims.json and results.png to `output_dir`; returns
+    report.md's path. `finetuned` / `spectra`: keyed (task, name[, seed]); `probes`: {'pretrained' |
+    'finetuned[-seed<s>]': ProbeResult}."""
     rows = results_rows(pretrained, finetuned)
     _, notes = baseline_row(finetuned)
+    runs = seed_runs(finetuned)
+    seeds = tuple(sorted({s for per_seed in runs.values() for s in per_seed})) or (0,)
+    claims = task_claims(runs, {t: TASK_METRIC[t] for t in TASKS}) + probe_claims(probe_runs(list(probes.values())))
     figures = []
     if results_plot(rows, os.path.join(output_dir, "results.png")):
         figures.append(("Table 1 metrics (higher is better)", "results.png"))
     for stage, result in probes.items():
         if result.figure and os.path.exists(result.figure):
             figures.append((f"Probes of the {stage} models", os.path.relpath(result.figure, output_dir)))
+    spectrum_runs = seed_runs(spectra)
     for task in ("types", "longctx"):
-        for name in sorted(n for t, n in spectra if t == task):
-            figures += [(f"Spectra {name} before/after {task} fine-tuning ({os.path.basename(p)[:-4]})",
-                         os.path.relpath(p, output_dir)) for p in spectra[(task, name)].figures]
-    text = render_report(preset_name, preset, rows, list(probes.values()), spectra, timings, figures, manifest, notes)
+        for name in sorted(n for t, n in spectrum_runs if t == task):
+            seed, result = next(iter(spectrum_runs[(task, name)].items()))  # the first seed's figures
+            figures += [(f"Spectra {name}{seed_suffix(seed)} before/after {task} fine-tuning "
+                         f"({os.path.basename(p)[:-4]})", os.path.relpath(p, output_dir)) for p in result.figures]
+    text = render_report(preset_name, preset, rows, list(probes.values()), spectra, timings, figures, manifest, notes,
+                         claims, seeds, earlier, invocation_seconds)
     path = atomic_write_text(os.path.join(output_dir, "report.md"), text)
     atomic_write_text(os.path.join(output_dir, "report.html"), markdown_to_html(text, output_dir))
     atomic_write_text(os.path.join(output_dir, "results.json"), json.dumps(rows, indent=1))
+    atomic_write_text(os.path.join(output_dir, "claims.json"), json.dumps([c.to_json() for c in claims], indent=1))
     return path
 
 
-__all__ = ["results_rows", "baseline_row", "results_table", "retrieval_table", "probe_table", "spectrum_table", "model_label", "render_report", "sources_section",
-           "markdown_to_html", "write_report"]
+__all__ = ["MeanStd", "seed_runs", "results_rows", "baseline_row", "results_table", "retrieval_table", "probe_runs", "probe_accuracy",
+           "probe_table", "spectrum_table", "timing_table", "model_label", "model_path_key", "render_report",
+           "sources_section", "markdown_to_html", "write_report"]
