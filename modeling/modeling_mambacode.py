@@ -158,9 +158,10 @@ class GeluGateLinear(torch.autograd.Function):
     """linear(gelu(a) * gelu(b), weight, bias) saving only a, b and the weight.
 
     The gate's output is as wide as a and b and would otherwise be saved for the weight's gradient; here
-    it is recomputed in backward (two GELUs and a product), which takes a fifth of the layer's saved
-    activations off the peak. Under autocast the matmuls run in the autocast dtype as `F.linear` would,
-    and the weight's gradient is accumulated in its own dtype.
+    it is recomputed in backward (two GELUs and a product). Measured: peak 670 vs 695 MiB for an s4d
+    training step at L = 4,096 under bf16 autocast (width 256, 4 layers), at unchanged speed within noise.
+    Under autocast the matmuls run in the autocast dtype as `F.linear` would, and the weight's gradient
+    is returned in its own dtype.
     """
 
     @staticmethod
