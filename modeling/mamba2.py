@@ -80,26 +80,33 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size: int) -> torch.Tensor:
         B = F.pad(B, (0, 0, 0, 0, 0, pad))
         C = F.pad(C, (0, 0, 0, 0, 0, pad))
     c = x.shape[1] // Q
-    head_group = torch.arange(h, device=x.device) // (h // g)
+
+    def per_head(t: torch.Tensor, dim: int) -> torch.Tensor:
+        """Repeat each of the g groups at `dim` for its h / g consecutive heads. An expand, not an index:
+        the backward of an index is a serial index_put on CPU (12% of a step), this one a plain sum."""
+        shape = list(t.shape)
+        shape.insert(dim + 1, h // g)
+        return t.unsqueeze(dim + 1).expand(shape).flatten(dim, dim + 1)
+
     xd = (x * dt.unsqueeze(-1)).view(b, c, Q, h, p)
     a = (dt * A.float()).view(b, c, Q, h).permute(0, 3, 1, 2)  # (b, h, c, Q)
     Bc = B.view(b, c, Q, g, -1)
     Cc = C.view(b, c, Q, g, -1)
 
     # 1. within each chunk: y_t = sum_{s<=t} (C_t . B_s) exp(sum_{k=s+1..t} a_k) xd_s
-    CB = torch.einsum("bclgn,bcsgn->bgcls", Cc, Bc)[:, head_group]  # (b, h, c, Q, Q)
+    CB = per_head(torch.einsum("bclgn,bcsgn->bgcls", Cc, Bc), 1)  # (b, h, c, Q, Q)
     y = torch.einsum("bhcls,bcshp->bclhp", CB * torch.exp(ssd_segment_sum(a)), xd)
 
     # 2. state left at the end of each chunk by that chunk's inputs
     tail = a.flip(-1).cumsum(-1).flip(-1) - a  # sum_{k=s+1..Q-1} a_k
-    Bh = Bc[:, :, :, head_group]  # (b, c, Q, h, n)
+    Bh = per_head(Bc, 3)  # (b, c, Q, h, n)
     states = torch.einsum("bcshn,bhcs,bcshp->bchpn", Bh, torch.exp(tail), xd)
 
     # 3. carry states across chunks (zero initial state), then 4. read them out inside each chunk
     chunk_decay = F.pad(a.sum(-1), (1, 0))  # (b, h, c+1)
     states = torch.cat([torch.zeros_like(states[:, :1]), states], dim=1)
     carried = torch.einsum("bhzc,bchpn->bzhpn", torch.exp(ssd_segment_sum(chunk_decay)), states)[:, :-1]
-    Ch = Cc[:, :, :, head_group]
+    Ch = per_head(Cc, 3)
     y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", Ch, carried, torch.exp(a.cumsum(-1)))
     return y.reshape(b, c * Q, h, p)[:, :l]
 
