@@ -135,11 +135,12 @@ def _start(model_args, training_args, run_args, dataset_path: str, columns: list
 
 
 def _trainer(model, tokenizer, args: tuple, checkpoint, train_ds, eval_ds, collator,
-             compute_metrics=None) -> GuardedTrainer:
-    """The Trainer of an entry point; `args` = (model_args, training_args, run_args)."""
+             compute_metrics=None, extra_callbacks=()) -> GuardedTrainer:
+    """The Trainer of an entry point; `args` = (model_args, training_args, run_args); `extra_callbacks`: the
+    caller's own `TrainerCallback`s, after the flags' ones."""
     model_args, training_args, run_args = args
     logger.info("model: %s, %s parameters", type(model).__name__, f"{sum(p.numel() for p in model.parameters()):,}")
-    callbacks = [NaNGuardCallback(), *make_callbacks(run_args, tokenizer)]
+    callbacks = [NaNGuardCallback(), *make_callbacks(run_args, tokenizer), *extra_callbacks]
     trainer = GuardedTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                              data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
                              callbacks=callbacks)
@@ -184,10 +185,11 @@ def encoder_parameters(folder: str) -> int | None:
 
 
 # ------------------------------------------------------------------------------------------ entry points
-def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args) -> MLMResult:
+def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args, callbacks=()) -> MLMResult:
     """Masked-language-model pretraining: texts tokenised, packed into `max_seq_length` blocks, 15% masked
     (80/10/10, seeded per (seed, epoch, block) so a resumed run equals an uninterrupted one); eval loss and
-    perplexity. Without `model_name_or_path` a new model is built from the flags."""
+    perplexity. Without `model_name_or_path` a new model is built from the flags. `callbacks`: extra
+    `TrainerCallback`s (e.g. a budget that stops training)."""
     columns = [c.strip() for c in data_args.text_column.split(",") if c.strip()]
     checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, columns)
     model = build_model(model_args, "mlm", tokenizer)
@@ -215,7 +217,7 @@ def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args) ->
     collator = DataCollatorForMaskedLM(tokenizer, data_args.mlm_probability, seed=training_args.seed)
     training_args.remove_unused_columns = False  # the collator needs the example index
     trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
-                       collator)
+                       collator, extra_callbacks=callbacks)
     trainer.add_callback(MaskingEpochCallback(collator))
 
     def add_perplexity(m):
@@ -232,10 +234,13 @@ def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args) ->
                      encoder_parameters(training_args.output_dir))
 
 
-def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, run_args) -> RetrievalResult:
+def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, run_args,
+                  callbacks=()) -> RetrievalResult:
     """Bi-encoder training with in-batch InfoNCE on (query, code) pairs; every test query is ranked against
     the whole pool of distinct test candidates (MRR, Recall@1/5/10, nDCG@10), on each test set, by the model
-    and (unless `data_args.baselines` is off) by BM25 and by the dense + BM25 hybrid."""
+    and (unless `data_args.baselines` is off) by BM25 and by the dense + BM25 hybrid. With
+    `train_sampling_strategy="group_by_length"` batches are grouped by query + code tokens (a `length`
+    column; the Trainer alone would group by the query only). `callbacks`: extra `TrainerCallback`s."""
     cols = [data_args.query_column, data_args.code_column]
     checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, cols)
     model = build_model(model_args, "retrieval", tokenizer)
@@ -258,13 +263,18 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
 
     train_ds = prepare(data_args.train_split, data_args.max_train_samples) if training_args.do_train else None
     eval_ds = prepare(data_args.validation_split, data_args.max_eval_samples) if training_args.do_eval else None
+    column = training_args.length_column_name
+    if (train_ds is not None and training_args.train_sampling_strategy in ("group_by_length", "batch_rebalance")
+            and column not in train_ds.column_names):  # the padded cost of a batch: its longest query + code
+        train_ds = train_ds.add_column(column, [len(q) + len(c) for q, c in zip(train_ds["input_ids"],
+                                                                                train_ds["code_input_ids"])])
     training_args.remove_unused_columns = False
     compute_metrics = None
     if eval_ds is not None:  # eval_mrr etc. over the whole evaluation pool (metric_for_best_model="mrr" works)
         codes = require_split(dsets, data_args.validation_split, data_args.dataset_path)[data_args.code_column]
         compute_metrics = retrieval_compute_metrics(list(codes)[:len(eval_ds)])
     trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
-                       DataCollatorForRetrieval(tokenizer.pad_token_id), compute_metrics)
+                       DataCollatorForRetrieval(tokenizer.pad_token_id), compute_metrics, callbacks)
     # gather only (embeddings, code_embeddings) for compute_metrics, whatever else the model returns
     trainer.preprocess_logits_for_metrics = lambda outputs, labels: (outputs[0], outputs[1])
     train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds)

@@ -219,8 +219,9 @@ def training_arguments(preset: Preset, steps: int, batch: int, lr: float, output
         disable_tqdm=True, dataloader_num_workers=0, max_grad_norm=1.0, do_train=True, **flags)
 
 
-def pretrain(preset: Preset, variant: str, tokenizer: str, corpus: str, output_dir: str):
-    """MLM pretraining of one variant on the retrieval corpus's code (a new model from the preset's sizes)."""
+def pretrain_arguments(preset: Preset, variant: str, tokenizer: str, corpus: str, output_dir: str) -> tuple:
+    """`pretrain`'s (model, data, training, run) arguments of `run_mlm`, for callers that change one of them
+    (the recipe ablation, `benchmarks/recipe.py`)."""
     model_args = ModelArguments(
         tokenizer_name_or_path=tokenizer, hidden_size=preset.hidden_size, num_hidden_layers=preset.num_hidden_layers,
         intermediate_size=preset.intermediate_size, state_size=preset.state_size,
@@ -230,14 +231,18 @@ def pretrain(preset: Preset, variant: str, tokenizer: str, corpus: str, output_d
                                  max_train_samples=preset.max_train_rows)
     training_args = training_arguments(preset, preset.mlm_steps, preset.mlm_batch, preset.mlm_lr, output_dir,
                                        do_eval=True)
-    return run_mlm(model_args, data_args, training_args, RunArguments(model_card_name=f"mambacode-{variant}-mlm"))
+    return model_args, data_args, training_args, RunArguments(model_card_name=f"mambacode-{variant}-mlm")
 
 
-def finetune(preset: Preset, task: str, name: str, model_dir: str, corpus: str, output_dir: str, seed: int = 0):
-    """Fine-tune a pretrained model on `task` (advtest / longctx retrieval, types) with fine-tuning seed `seed`
-    (the data and test pools are the same for every seed; the batch order, any new head's
-    initialisation and dropout differ); `name`
-    ending in '+anchor' switches the spectral regulariser on."""
+def pretrain(preset: Preset, variant: str, tokenizer: str, corpus: str, output_dir: str):
+    """MLM pretraining of one variant on the retrieval corpus's code (a new model from the preset's sizes)."""
+    return run_mlm(*pretrain_arguments(preset, variant, tokenizer, corpus, output_dir))
+
+
+def finetune_arguments(preset: Preset, task: str, name: str, model_dir: str, corpus: str, output_dir: str,
+                       seed: int = 0) -> tuple:
+    """`finetune`'s entry point and its (model, data, training, run) arguments: `(run, model_args, data_args,
+    training_args, run_args)`, for callers that change one of them (`benchmarks/recipe.py`)."""
     anchored = name.endswith("+anchor")
     model_args = ModelArguments(model_name_or_path=model_dir,
                                 spectral_anchor_weight=preset.anchor_weight if anchored else 0.0,
@@ -249,13 +254,22 @@ def finetune(preset: Preset, task: str, name: str, model_dir: str, corpus: str, 
     if task == "types":
         data_args = TypeInferenceDataArguments(dataset_path=os.path.join(corpus, "type_inference"),
                                                max_seq_length=preset.type_len, **limits)
-        return run_type_inference(model_args, data_args, training_args, run_args)
+        return run_type_inference, model_args, data_args, training_args, run_args
     advtest = task == "advtest"
     data_args = RetrievalDataArguments(
         dataset_path=os.path.join(corpus, "retrieval" if advtest else "long_context"),
         max_query_length=preset.query_len, max_code_length=preset.code_len if advtest else preset.long_code_len,
         test_dataset_path=[os.path.join(corpus, "retrieval_adv")] if advtest else [], **limits)
-    return run_retrieval(model_args, data_args, training_args, run_args)
+    return run_retrieval, model_args, data_args, training_args, run_args
+
+
+def finetune(preset: Preset, task: str, name: str, model_dir: str, corpus: str, output_dir: str, seed: int = 0):
+    """Fine-tune a pretrained model on `task` (advtest / longctx retrieval, types) with fine-tuning seed `seed`
+    (the data and test pools are the same for every seed; the batch order, any new head's
+    initialisation and dropout differ); `name`
+    ending in '+anchor' switches the spectral regulariser on."""
+    run, *args = finetune_arguments(preset, task, name, model_dir, corpus, output_dir, seed)
+    return run(*args)
 
 
 def export_models(folders: dict, root: str) -> list[str]:
@@ -342,6 +356,7 @@ def spectrum(preset: Preset, pretrained: str, finetuned: str, output_dir: str, t
                           shift, figures)
 
 
-__all__ = ["Preset", "VARIANTS", "TASKS", "SEED_BASE", "seed_suffix", "split_seed", "cpu_bf16_supported", "StageRunner", "StageError", "training_arguments", "pretrain", "finetune",
+__all__ = ["Preset", "VARIANTS", "TASKS", "SEED_BASE", "seed_suffix", "split_seed", "cpu_bf16_supported", "StageRunner", "StageError", "training_arguments", "pretrain_arguments", "pretrain",
+           "finetune_arguments", "finetune",
            "export_models", "ExportResult", "ProbeResult", "probe", "SpectrumResult",
            "spectrum"]

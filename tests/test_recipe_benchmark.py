@@ -1,0 +1,165 @@
+"""`benchmarks/recipe.py` end to end on a corpus of a few standard-library packages and a cpu-like preset cut
+to seconds: two arms (the reference and MLM on all code) under budgets of a few CPU seconds. Checks the
+JSONL records against the budgets, that a second invocation skips the finished stages, that a stage cut off
+after its budget's checkpoint resumes without training further, and the table against values computed here
+from the raw records."""
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import shutil
+import sys
+import sysconfig
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MINI = dict(vocab_size=400, hidden_size=32, num_hidden_layers=2, intermediate_size=64, state_size=8, mamba_head_dim=8,
+            mlm_seq=64, mlm_batch=4, ft_batch=4, query_len=16, code_len=64, long_code_len=64, type_len=64,
+            max_train_rows=200, bf16=False)
+BUDGET = 0.04  # CPU minutes per stage (2.4 s)
+EVERY = 0.015
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return _load("recipe_benchmark", os.path.join(ROOT, "benchmarks", "recipe.py"))
+
+
+@pytest.fixture(scope="module")
+def presets():
+    reproduce = _load("reproduce_for_recipe", os.path.join(ROOT, "scripts", "reproduce.py"))
+    return {"cpu-mini": dataclasses.replace(reproduce.PRESETS["cpu"], **MINI)}
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    from mambacode.corpus import build_corpus
+
+    stdlib, src = sysconfig.get_paths()["stdlib"], tmp_path / "src"
+    for pkg in ("json", "email", "http", "urllib", "logging", "html", "xmlrpc", "concurrent", "wsgiref", "sqlite3"):
+        shutil.copytree(os.path.join(stdlib, pkg), src / pkg, ignore=shutil.ignore_patterns("test*", "__pycache__"))
+    out = tmp_path / "corpus"
+    build_corpus(str(out), source_dirs=[str(src)], include_stdlib=False, packages=(), num_workers=1,
+                 show_progress=False)
+    return str(out)
+
+
+def _records(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_recipe_ablation_records_skips_resumes_and_tabulates(recipe, presets, corpus, tmp_path, capsys):
+    out, results = str(tmp_path / "recipe"), str(tmp_path / "recipe_cpu.json")
+    argv = ["--output_dir", out, "--preset", "cpu-mini", "--arms", "reference,all-code", "--corpus_dir", corpus,
+            "--mlm_minutes", str(BUDGET), "--ft_minutes", str(BUDGET), "--eval_minutes", str(EVERY),
+            "--val_queries", "24", "--num_threads", "1", "--results", results]
+    assert recipe.main(argv, presets=presets) == 0, capsys.readouterr().out[-3000:]
+    capsys.readouterr()
+    log = os.path.join(out, "records.jsonl")
+    records = _records(log)
+    for arm in ("reference", "all-code"):
+        for stage, metric in (("mlm", "loss"), ("retrieval", "mrr")):
+            mine = [r for r in records if r["arm"] == arm and r["stage"] == stage and r["metric"] == metric]
+            assert len({r["step"] for r in mine}) >= 2, (arm, stage, mine)  # regular points, then the budget
+            steps = [r["step"] for r in mine]
+            assert steps == sorted(steps) and [r["cpu_minutes"] for r in mine] == sorted(r["cpu_minutes"] for r in mine)
+            final = max(mine, key=lambda r: r["step"])
+            assert final["cpu_minutes"] >= BUDGET and all(r["cpu_minutes"] < BUDGET for r in mine if r is not final
+                                                          and r["step"] < final["step"])
+            assert all(r["wall_minutes"] > 0 and math.isfinite(r["value"]) for r in mine)
+            assert os.path.exists(os.path.join(out, arm, stage, ".done"))
+            assert 0 < final["value"] <= 1 if metric == "mrr" else final["value"] > 0
+    # the all-code arm's MLM data holds the long-context documents as well as the retrieval code
+    import datasets
+
+    all_code = datasets.load_from_disk(os.path.join(out, "data", "mlm-all-code"))
+    retrieval = datasets.load_from_disk(os.path.join(corpus, "retrieval"))
+    assert len(all_code["train"]) > min(len(retrieval["train"]), MINI["max_train_rows"])
+    assert all_code["validation"]["code"] == retrieval["validation"]["code"]
+
+    # a second invocation runs nothing again
+    with open(log) as f:
+        before = f.read()
+    assert recipe.main(argv, presets=presets) == 0
+    second = capsys.readouterr().out
+    for name in ("reference-mlm", "reference-retrieval", "all-code-mlm", "all-code-retrieval"):
+        assert f"[skip] {name}" in second and f"[run ] {name}" not in second
+    assert open(log).read() == before
+
+    # a stage killed after its budget's checkpoint (before its marker) resumes, and its one step the Trainer
+    # cannot skip leaves the weights as the checkpoint has them
+    from safetensors.torch import load_file
+
+    folder = os.path.join(out, "all-code", "retrieval")
+    (checkpoint,) = [d for d in os.listdir(folder) if d.startswith("checkpoint-")]
+    saved_weights = load_file(os.path.join(folder, checkpoint, "model.safetensors"))
+    os.remove(os.path.join(folder, ".done"))
+    os.remove(os.path.join(folder, "model.safetensors"))
+    assert recipe.main(argv, presets=presets) == 0
+    third = capsys.readouterr().out
+    assert "[run ] all-code-retrieval" in third and "[skip] all-code-mlm" in third
+    final = load_file(os.path.join(folder, "model.safetensors"))
+    assert final.keys() == saved_weights.keys() and all(torch.equal(final[k], saved_weights[k]) for k in final)
+    again = _records(log)[len(records):]
+    last = max((r for r in records if r["arm"] == "all-code" and r["stage"] == "retrieval"), key=lambda r: r["step"])
+    assert again and all(r["arm"] == "all-code" and r["stage"] == "retrieval" and r["step"] == last["step"] + 1
+                         and r["cpu_minutes"] == last["cpu_minutes"] for r in again), (last, again)
+    (mrr_before,) = [r["value"] for r in records if (r["arm"], r["stage"], r["step"], r["metric"]) == (
+        "all-code", "retrieval", last["step"], "mrr")][-1:]
+    assert [r["value"] for r in again if r["metric"] == "mrr"] == [mrr_before]
+
+    # the table, from the records by hand: last point of each stage, CPU minutes of both, deltas to the reference
+    def last(arm, stage, metric):
+        mine = [r for r in _records(log) if (r["arm"], r["stage"], r["metric"]) == (arm, stage, metric)]
+        return mine[-1]  # appended in step order; a re-evaluated step repeats the same value
+
+    expected = {}
+    for arm in ("reference", "all-code"):
+        loss, mrr = last(arm, "mlm", "loss"), last(arm, "retrieval", "mrr")
+        mlm_minutes = max(r["cpu_minutes"] for r in _records(log) if r["arm"] == arm and r["stage"] == "mlm")
+        expected[arm] = (loss["value"], mrr["value"], mlm_minutes, mrr["cpu_minutes"],
+                         mrr["value"] / (mlm_minutes + mrr["cpu_minutes"]))
+    ref = expected["reference"]
+    for arm, (loss, mrr, mlm_min, ft_min, per_minute) in expected.items():
+        row = [line for line in third.splitlines() if line.startswith(f"| {arm} |")][-1]  # the last table printed
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] == f"{loss:.4f}" and cells[4] == f"{mrr:.4f}"
+        assert cells[3] == f"{loss - ref[0]:+.4f}" and cells[5] == f"{mrr - ref[1]:+.4f}"
+        assert cells[6] == f"{mlm_min:.1f} + {ft_min:.1f}" and cells[7] == f"{per_minute:.5f}"
+        assert cells[8] == "done"
+    saved = json.load(open(results))
+    assert [r["arm"] for r in saved["table"]] == ["reference", "all-code"]
+    assert saved["table"][1]["mrr_per_cpu_minute"] == pytest.approx(expected["all-code"][4], rel=1e-12)
+    assert saved["settings"]["clock"].startswith("process CPU time")
+    assert os.path.exists(str(tmp_path / "recipe_cpu.png")) == (saved["figure"] is not None)
+
+
+def test_lr_factor_matches_transformers_schedules_at_step_fractions(recipe):
+    """The budget-time schedule at progress = step / total equals transformers' step schedules."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    total, warmup = 200, 20
+    for kind, make in (("cosine", get_cosine_schedule_with_warmup), ("linear", get_linear_schedule_with_warmup)):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = make(opt, warmup, total)
+        for step in range(total):
+            assert recipe.lr_factor(kind, warmup / total, step / total) == pytest.approx(sched.get_last_lr()[0],
+                                                                                          abs=1e-12), (kind, step)
+            opt.step()
+            sched.step()
+    with pytest.raises(ValueError, match="schedule 'step'"):
+        recipe.lr_factor("step", 0.1, 0.5)
