@@ -250,11 +250,11 @@ def all_code_dataset(corpus: str, out: str, max_train_rows: int | None) -> str:
 
 def budgeted(training_args, stage_dir: str, arm: Arm, **changes) -> tuple:
     """(the stage's TrainingArguments with the budget's settings, the checkpoint it resumes from): no step
-    limit, a constant scheduler (the callback sets the rate), evaluations and checkpoints only when the
-    callback asks, the arm's sampler."""
+    limit, the CPU (the budget is CPU time), a constant scheduler (the callback sets the rate), evaluations and
+    checkpoints only when the callback asks, the arm's sampler."""
     last = get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None
     return dataclasses.replace(
-        training_args, max_steps=MAX_STEPS, lr_scheduler_type="constant", warmup_steps=0, save_strategy="no",
+        training_args, max_steps=MAX_STEPS, use_cpu=True, lr_scheduler_type="constant", warmup_steps=0, save_strategy="no",
         eval_strategy="no", save_total_limit=1, report_to=[],
         train_sampling_strategy="group_by_length" if arm.bucketed else "random", **changes), last
 
@@ -282,7 +282,7 @@ def run_stage(stage: str, preset, arm: Arm, args, dirs: dict, log: RecordLog):
         run, metrics = run_retrieval, ("eval_mrr", "eval_loss")
     callback = BudgetCallback(budget / 60, args.eval_minutes, stage_schedule(preset, arm, stage), log, arm.name,
                               stage, metrics, resume_from=last)
-    logger.info("%s/%s: schedule %s, bf16 %s, budget %.1f CPU min", arm.name, stage, callback.schedule,
+    logger.info("%s/%s: schedule %s, bf16 %s, budget %g CPU min", arm.name, stage, callback.schedule,
                 training_args.bf16, budget / 60)
     return run(model_args, data_args, training_args, run_args, callbacks=[callback])
 
