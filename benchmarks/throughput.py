@@ -44,7 +44,8 @@ def parse_spec(spec: str) -> tuple[str, set[str]]:
     return name, set(levers)
 
 
-DEFAULT_SPECS = MODELS + ["bert-sdpa+bf16", "s4d+bf16", "s4d-hf+bf16", "mamba2+bf16", "s4d-ckpt+bf16"]
+DEFAULT_SPECS = MODELS + ["bert-sdpa+bf16", "s4d+bf16", "s4d-hf+bf16", "mamba2+bf16", "s4d-ckpt+bf16",
+                          "bert-sdpa+bf16+compile", "s4d+bf16+compile"]
 
 
 def spec_type(spec: str) -> str:
