@@ -143,15 +143,23 @@ class GeluGate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        # d/da gelu(a) gelu(b) = gelu'(a) gelu(b): one gelu and one fused gelu_backward per input, and no
-        # recomputed product (autograd.grad through the forward graph would recompute it and throw it away)
         a, b = ctx.saved_tensors
-        grad_a = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_a = torch.ops.aten.gelu_backward(grad * F.gelu(b), a)
-        if ctx.needs_input_grad[1]:
-            grad_b = torch.ops.aten.gelu_backward(grad * F.gelu(a), b)
-        return grad_a, grad_b
+        return gelu_gate_grads(grad, a, b, ctx.needs_input_grad[:2])
+
+
+def gelu_gate_grads(grad, a, b, needs=(True, True), gelu_a=None, gelu_b=None):
+    """The gradients of gelu(a) * gelu(b) for the upstream `grad`, each None where not needed.
+
+    d/da gelu(a) gelu(b) = gelu'(a) gelu(b): one gelu (unless the caller has it: `gelu_a`, `gelu_b`) and one
+    fused gelu_backward per input, and no recomputed product (autograd.grad through the forward graph would
+    recompute it and throw it away).
+    """
+    grad_a = grad_b = None
+    if needs[0]:
+        grad_a = torch.ops.aten.gelu_backward(grad * (F.gelu(b) if gelu_b is None else gelu_b), a)
+    if needs[1]:
+        grad_b = torch.ops.aten.gelu_backward(grad * (F.gelu(a) if gelu_a is None else gelu_a), b)
+    return grad_a, grad_b
 
 
 class GeluGateLinear(torch.autograd.Function):
@@ -178,20 +186,17 @@ class GeluGateLinear(torch.autograd.Function):
     def backward(ctx, grad_out):
         a, b, weight = ctx.saved_tensors
         dtype = ctx.compute_dtype
-        ga, gb = F.gelu(a), F.gelu(b)
         grad_out = grad_out.to(dtype)
         flat = grad_out.reshape(-1, grad_out.shape[-1])
         grad_a = grad_b = grad_w = grad_bias = None
+        ga, gb = F.gelu(a), F.gelu(b)  # the gate's factors, recomputed once for both gradients
         if ctx.needs_input_grad[2]:
             grad_w = (flat.t() @ (ga * gb).to(dtype).reshape(flat.shape[0], -1)).to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[3]:
             grad_bias = flat.sum(0, dtype=torch.float32).to(weight.dtype)
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             grad_gate = (grad_out @ weight.to(dtype)).to(a.dtype)
-            if ctx.needs_input_grad[0]:
-                grad_a = torch.ops.aten.gelu_backward(grad_gate * gb, a)
-            if ctx.needs_input_grad[1]:
-                grad_b = torch.ops.aten.gelu_backward(grad_gate * ga, b)
+            grad_a, grad_b = gelu_gate_grads(grad_gate, a, b, ctx.needs_input_grad[:2], ga, gb)
         return grad_a, grad_b, grad_w, grad_bias
 
 
