@@ -64,6 +64,7 @@ def run_script(entry_point, data_args_class, argv=None) -> int:
         if parsed[2].push_to_hub:  # refuse before training, not after it
             require_online()
         entry_point(*parsed)
+        end_distributed(wait=True)
     except HubUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return HUB_EXIT_STATUS
@@ -74,7 +75,20 @@ def run_script(entry_point, data_args_class, argv=None) -> int:
     except (DataValidationError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        end_distributed(wait=False)
     return 0
+
+
+def end_distributed(wait: bool) -> None:
+    """Tear down the process group before the interpreter exits (after a barrier when `wait`): a rank
+    that exits while gloo's threads still run aborts with 'terminate called without an active exception'
+    (seen once in CI, in rank 1 after the last save). A no-op in single-process runs."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def setup_logging(training_args) -> None:
@@ -226,4 +240,4 @@ def report_done(training_args, script: str) -> None:
 
 
 __all__ = ["RunArguments", "run_script", "setup_logging", "last_checkpoint", "load_dataset_dict", "require_split",
-           "make_callbacks", "train_and_evaluate", "save_with_card", "report_done"]
+           "make_callbacks", "train_and_evaluate", "save_with_card", "report_done", "end_distributed"]
