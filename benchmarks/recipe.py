@@ -5,8 +5,8 @@
 
 The reference arm is the `cpu` preset of `scripts/reproduce.py` (s4d, width 256, depth 4, its tokenizer and
 corpus, bf16 autocast where the CPU has it); every other arm changes ONE choice (`ARMS`). Each arm pretrains
-an MLM (`pipeline.pretrain_arguments` -> `run_mlm`) and fine-tunes it for code search on the retrieval
-pairs (`pipeline.finetune_arguments` -> `run_retrieval`), each stage under a budget of process CPU time
+an MLM (`pipeline.pretrain_arguments` -> `run_mlm`; arms that change fine-tuning only reuse the reference's,
+`Arm.mlm_arm`) and fine-tunes it for code search on the retrieval pairs (`pipeline.finetune_arguments` -> `run_retrieval`), each stage under a budget of process CPU time
 (`time.process_time()`: every thread of this process, so 2 threads busy for 1 minute count 2 minutes; the
 budget counts training steps and data loading, not evaluations or checkpoints). The learning-rate schedule
 (warm-up, then cosine or linear decay) runs over the budget's CPU time instead of a step count, so every arm
@@ -66,6 +66,15 @@ class Arm:
     schedule: tuple | None = None  # (kind, warm-up fraction) of both stages; None: the preset's (cosine)
     bf16: bool | None = None  # None: the preset's
     seq_len: int | None = None  # MLM block and retrieval code length; None: the preset's
+
+    @property
+    def mlm_arm(self) -> str:
+        """The arm whose MLM stage this arm fine-tunes: its own, or the reference's when the change touches
+        fine-tuning only (the contrastive batch; length-grouped batches, since MLM blocks are packed to one
+        length), so the same MLM is not paid for twice."""
+        changes_mlm = (self.mlm_data != "retrieval" or self.schedule is not None or self.bf16 is not None
+                       or self.seq_len is not None)
+        return self.name if changes_mlm else "reference"
 
 
 ARMS = {a.name: a for a in (
@@ -307,26 +316,30 @@ def run_arms(preset, args) -> None:
     log = RecordLog(os.path.join(out, "records.jsonl"))
     for name in args.arms:
         arm = ARMS[name]
-        dirs = {"corpus": corpus, "tokenizer": tokenizer, "mlm": os.path.join(out, name, "mlm"),
+        dirs = {"corpus": corpus, "tokenizer": tokenizer, "mlm": os.path.join(out, arm.mlm_arm, "mlm"),
                 "retrieval": os.path.join(out, name, "retrieval")}
-        for s, result_type in zip(STAGES, (MLMResult, RetrievalResult)):
-            stage(f"{name}-{s}", dirs[s], lambda s=s: run_stage(s, preset, arm, args, dirs, log), result_type)
+        owner = ARMS[arm.mlm_arm]  # a shared MLM stage runs (once) under the reference's name
+        stage(f"{owner.name}-mlm", dirs["mlm"], lambda: run_stage("mlm", preset, owner, args, dirs, log), MLMResult)
+        stage(f"{name}-retrieval", dirs["retrieval"],
+              lambda: run_stage("retrieval", preset, arm, args, dirs, log), RetrievalResult)
         write_outputs(args, preset)
 
 
 # ------------------------------------------------------------------------------------------ report
 def summarise(records: list[dict], arms: list[str]) -> list[dict]:
     """Per arm: the last MLM eval loss, the last validation MRR, the CPU minutes spent by both stages up to
-    that MRR, MRR per CPU minute, and the deltas to the reference; None where a stage has no record yet."""
+    that MRR, MRR per CPU minute, and the deltas to the reference; None where a stage has no record yet. An
+    arm that shares the reference's MLM stage (`Arm.mlm_arm`) reports, and is charged, the reference's."""
     rows = []
     for arm in arms:
+        owner = {"mlm": mlm_owner(arm), "retrieval": arm}
+
         def last(stage, metric):
-            mine = [r for r in records if r["arm"] == arm and r["stage"] == stage and r["metric"] == metric]
+            mine = [r for r in records if r["arm"] == owner[stage] and r["stage"] == stage and r["metric"] == metric]
             return max(mine, key=lambda r: r["step"]) if mine else None
 
         loss, mrr = last("mlm", "loss"), last("retrieval", "mrr")
-        mlm_minutes = max((r["cpu_minutes"] for r in records if r["arm"] == arm and r["stage"] == "mlm"),
-                          default=None)
+        mlm_minutes = mlm_cpu_minutes(records, arm)
         total = None if mrr is None or mlm_minutes is None else mlm_minutes + mrr["cpu_minutes"]
         rows.append({"arm": arm, "mlm_loss": loss and loss["value"], "mlm_cpu_minutes": mlm_minutes,
                      "mrr": mrr and mrr["value"], "ft_cpu_minutes": mrr and mrr["cpu_minutes"],
@@ -337,6 +350,17 @@ def summarise(records: list[dict], arms: list[str]) -> list[dict]:
             both = ref is not None and row[key] is not None and ref[key] is not None
             row[f"{key}_delta"] = row[key] - ref[key] if both else None
     return rows
+
+
+def mlm_owner(arm: str) -> str:
+    """The arm whose MLM records `arm` uses (itself for arms not in ARMS, e.g. from older records)."""
+    return ARMS[arm].mlm_arm if arm in ARMS else arm
+
+
+def mlm_cpu_minutes(records: list[dict], arm: str) -> float | None:
+    """CPU minutes the MLM stage that `arm` fine-tunes spent (its last record)."""
+    owner = mlm_owner(arm)
+    return max((r["cpu_minutes"] for r in records if r["arm"] == owner and r["stage"] == "mlm"), default=None)
 
 
 def _cell(value, fmt: str) -> str:
@@ -366,7 +390,7 @@ def plot(records: list[dict], arms: list[str], path: str) -> str | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for arm in arms:
-        mlm = max((r["cpu_minutes"] for r in records if r["arm"] == arm and r["stage"] == "mlm"), default=0.0)
+        mlm = mlm_cpu_minutes(records, arm) or 0.0
         points = sorted((mlm + r["cpu_minutes"], r["value"]) for r in records
                         if r["arm"] == arm and r["stage"] == "retrieval" and r["metric"] == "mrr")
         if points:
@@ -389,7 +413,8 @@ def write_outputs(args, preset) -> str:
     log = RecordLog(os.path.join(args.output_dir, "records.jsonl"))
     records, skipped = log.read()
     arms = [a for a in ARMS if a in args.arms or any(r["arm"] == a for r in records)]
-    done = {a: all(os.path.exists(os.path.join(args.output_dir, a, s, ".done")) for s in STAGES) for a in arms}
+    done = {a: all(os.path.exists(os.path.join(args.output_dir, mlm_owner(a) if s == "mlm" else a, s, ".done"))
+                   for s in STAGES) for a in arms}
     rows = summarise(records, arms)
     text = table(rows, done)
     print(text, flush=True)

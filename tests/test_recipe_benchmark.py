@@ -1,5 +1,6 @@
 """`benchmarks/recipe.py` end to end on a corpus of a few standard-library packages and a cpu-like preset cut
-to seconds: two arms (the reference and MLM on all code) under budgets of a few CPU seconds. Checks the
+to seconds: three arms (the reference, MLM on all code, and a contrastive batch of 8 that reuses the reference's
+MLM stage) under budgets of a few CPU seconds. Checks the
 JSONL records against the budgets, that a second invocation skips the finished stages, that a stage cut off
 after its budget's checkpoint resumes without training further, and the table against values computed here
 from the raw records."""
@@ -63,15 +64,22 @@ def _records(path):
 
 def test_recipe_ablation_records_skips_resumes_and_tabulates(recipe, presets, corpus, tmp_path, capsys):
     out, results = str(tmp_path / "recipe"), str(tmp_path / "recipe_cpu.json")
-    argv = ["--output_dir", out, "--preset", "cpu-mini", "--arms", "reference,all-code", "--corpus_dir", corpus,
+    argv = ["--output_dir", out, "--preset", "cpu-mini", "--arms", "reference,all-code,batch128", "--corpus_dir", corpus,
             "--mlm_minutes", str(BUDGET), "--ft_minutes", str(BUDGET), "--eval_minutes", str(EVERY),
             "--val_queries", "24", "--num_threads", "1", "--results", results]
     assert recipe.main(argv, presets=presets) == 0, capsys.readouterr().out[-3000:]
-    capsys.readouterr()
+    first = capsys.readouterr().out
+    # batch128 fine-tunes the reference's MLM: that stage ran once, and batch128 has none of its own
+    assert first.count("[run ] reference-mlm") == 1 and "batch128-mlm" not in first, first[-3000:]
+    assert "[skip] reference-mlm" in first and not os.path.exists(os.path.join(out, "batch128", "mlm"))
     log = os.path.join(out, "records.jsonl")
     records = _records(log)
-    for arm in ("reference", "all-code"):
+    assert not [r for r in records if r["arm"] == "batch128" and r["stage"] == "mlm"]
+    for arm, stages in (("reference", ("mlm", "retrieval")), ("all-code", ("mlm", "retrieval")),
+                        ("batch128", ("retrieval",))):
         for stage, metric in (("mlm", "loss"), ("retrieval", "mrr")):
+            if stage not in stages:
+                continue
             mine = [r for r in records if r["arm"] == arm and r["stage"] == stage and r["metric"] == metric]
             assert len({r["step"] for r in mine}) >= 2, (arm, stage, mine)  # regular points, then the budget
             steps = [r["step"] for r in mine]
@@ -95,7 +103,7 @@ def test_recipe_ablation_records_skips_resumes_and_tabulates(recipe, presets, co
         before = f.read()
     assert recipe.main(argv, presets=presets) == 0
     second = capsys.readouterr().out
-    for name in ("reference-mlm", "reference-retrieval", "all-code-mlm", "all-code-retrieval"):
+    for name in ("reference-mlm", "reference-retrieval", "all-code-mlm", "all-code-retrieval", "batch128-retrieval"):
         assert f"[skip] {name}" in second and f"[run ] {name}" not in second
     assert open(log).read() == before
 
@@ -127,9 +135,9 @@ def test_recipe_ablation_records_skips_resumes_and_tabulates(recipe, presets, co
         return mine[-1]  # appended in step order; a re-evaluated step repeats the same value
 
     expected = {}
-    for arm in ("reference", "all-code"):
-        loss, mrr = last(arm, "mlm", "loss"), last(arm, "retrieval", "mrr")
-        mlm_minutes = max(r["cpu_minutes"] for r in _records(log) if r["arm"] == arm and r["stage"] == "mlm")
+    for arm, mlm_arm in (("reference", "reference"), ("all-code", "all-code"), ("batch128", "reference")):
+        loss, mrr = last(mlm_arm, "mlm", "loss"), last(arm, "retrieval", "mrr")
+        mlm_minutes = max(r["cpu_minutes"] for r in _records(log) if r["arm"] == mlm_arm and r["stage"] == "mlm")
         expected[arm] = (loss["value"], mrr["value"], mlm_minutes, mrr["cpu_minutes"],
                          mrr["value"] / (mlm_minutes + mrr["cpu_minutes"]))
     ref = expected["reference"]
@@ -141,7 +149,7 @@ def test_recipe_ablation_records_skips_resumes_and_tabulates(recipe, presets, co
         assert cells[6] == f"{mlm_min:.1f} + {ft_min:.1f}" and cells[7] == f"{per_minute:.5f}"
         assert cells[8] == "done"
     saved = json.load(open(results))
-    assert [r["arm"] for r in saved["table"]] == ["reference", "all-code"]
+    assert [r["arm"] for r in saved["table"]] == ["reference", "all-code", "batch128"]
     assert saved["table"][1]["mrr_per_cpu_minute"] == pytest.approx(expected["all-code"][4], rel=1e-12)
     assert saved["settings"]["clock"].startswith("process CPU time")
     assert os.path.exists(str(tmp_path / "recipe_cpu.png")) == (saved["figure"] is not None)
