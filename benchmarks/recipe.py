@@ -6,7 +6,8 @@
 The reference arm is the `cpu` preset of `scripts/reproduce.py` (s4d, width 256, depth 4, its tokenizer and
 corpus, bf16 autocast where the CPU has it); every other arm changes ONE choice (`ARMS`). Each arm pretrains
 an MLM (`pipeline.pretrain_arguments` -> `run_mlm`; arms that change fine-tuning only reuse the reference's,
-`Arm.mlm_arm`) and fine-tunes it for code search on the retrieval pairs (`pipeline.finetune_arguments` -> `run_retrieval`), each stage under a budget of process CPU time
+`Arm.mlm_arm`) and fine-tunes it for code search on the retrieval pairs (`pipeline.finetune_arguments` ->
+`run_retrieval`), each stage under a budget of process CPU time
 (`time.process_time()`: every thread of this process, so 2 threads busy for 1 minute count 2 minutes; the
 budget counts training steps and data loading, not evaluations or checkpoints). The learning-rate schedule
 (warm-up, then cosine or linear decay) runs over the budget's CPU time instead of a step count, so every arm

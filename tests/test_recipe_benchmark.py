@@ -64,7 +64,8 @@ def _records(path):
 
 def test_recipe_ablation_records_skips_resumes_and_tabulates(recipe, presets, corpus, tmp_path, capsys):
     out, results = str(tmp_path / "recipe"), str(tmp_path / "recipe_cpu.json")
-    argv = ["--output_dir", out, "--preset", "cpu-mini", "--arms", "reference,all-code,batch128", "--corpus_dir", corpus,
+    argv = ["--output_dir", out, "--preset", "cpu-mini", "--arms", "reference,all-code,batch128",
+            "--corpus_dir", corpus,
             "--mlm_minutes", str(BUDGET), "--ft_minutes", str(BUDGET), "--eval_minutes", str(EVERY),
             "--val_queries", "24", "--num_threads", "1", "--results", results]
     assert recipe.main(argv, presets=presets) == 0, capsys.readouterr().out[-3000:]

@@ -147,7 +147,9 @@ def render_model_card(config, task: str, model_name: str, evaluations: list[Eval
     load = ("AutoModel.from_pretrained(path, trust_remote_code=True)" if is_ssm
             else "AutoModel.from_pretrained(path)")
     lines += ["## Usage", "", "```python", "from transformers import AutoModel, AutoTokenizer", "",
-              'path = "<this folder or Hub id>"', "tokenizer = AutoTokenizer.from_pretrained(path)",
+              'path = "<this folder or Hub id>"',
+              # without trust_remote_code, AutoTokenizer asks (y/N) before reading a custom-code config
+              "tokenizer = AutoTokenizer.from_pretrained(path" + (", trust_remote_code=True)" if is_ssm else ")"),
               f"model = {load}"]
     if is_ssm and task == "retrieval":
         lines += ['embeddings = model.encode(["def add(a, b): return a + b"], tokenizer)  # L2-normalised']
