@@ -172,3 +172,28 @@ def test_lr_factor_matches_transformers_schedules_at_step_fractions(recipe):
             sched.step()
     with pytest.raises(ValueError, match="schedule 'step'"):
         recipe.lr_factor("step", 0.1, 0.5)
+
+
+def test_preset_mlm_on_all_code(presets, corpus):
+    """`Preset.mlm_data = 'all'`: the MLM trains on the retrieval train code (first max_train_rows) then every
+    distinct long-context train document, built once inside the corpus; 'retrieval' keeps the retrieval split."""
+    import datasets
+
+    from mambacode.training.pipeline import pretrain_arguments
+
+    preset = dataclasses.replace(presets["cpu-mini"], mlm_data="all")
+    _, data_args, _, _ = pretrain_arguments(preset, "s4d", "unused-tokenizer", corpus, "unused-out")
+    assert data_args.dataset_path == os.path.join(corpus, "mlm_all_code") and data_args.max_train_samples is None
+    built = datasets.load_from_disk(data_args.dataset_path)
+    retrieval = datasets.load_from_disk(os.path.join(corpus, "retrieval"))
+    documents = datasets.load_from_disk(os.path.join(corpus, "long_context"))["train"]["code"]
+    distinct = []
+    for d in documents:
+        if d not in distinct:
+            distinct.append(d)
+    assert built["train"]["code"] == retrieval["train"]["code"][:MINI["max_train_rows"]] + distinct
+    assert built["validation"]["code"] == retrieval["validation"]["code"]
+    plain = pretrain_arguments(dataclasses.replace(preset, mlm_data="retrieval"), "s4d", "t", corpus, "o")[1]
+    assert plain.dataset_path == os.path.join(corpus, "retrieval") and plain.max_train_samples == MINI["max_train_rows"]
+    with pytest.raises(ValueError, match="mlm_data='both'"):
+        pretrain_arguments(dataclasses.replace(preset, mlm_data="both"), "s4d", "t", corpus, "o")

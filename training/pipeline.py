@@ -44,6 +44,7 @@ VARIANTS = {
     "mamba2": {"mixer": "mamba2"},
     "rocoder": {"model_type": "roformer"},
 }
+ALL_CODE_FOLDER = "mlm_all_code"  # all_code_dataset's folder inside the corpus
 # Trainer seed of fine-tuning seed s: SEED_BASE + s (seed 0 = the seed every run used before seeds existed)
 SEED_BASE = 42
 
@@ -83,6 +84,13 @@ class Preset:
     bf16: bool = False  # bf16 autocast on the CPU (`bf16=True, use_cpu=True`) where the CPU has bf16 instructions
     variants: tuple | None = None  # the variants run by default (None: every one in VARIANTS)
     tasks: tuple = TASKS  # the fine-tuning tasks run
+    task_steps: tuple = ()  # (task, steps) pairs: fine-tuning steps of a task other than ft_steps
+    mlm_data: str = "retrieval"  # MLM text: 'retrieval' (retrieval train code) or 'all' (+ long-context documents)
+    checkpoints: int = 2  # checkpoints per training stage (evenly spaced): a kill loses at most 1/checkpoints
+
+    def finetune_steps(self, task: str) -> int:
+        """The fine-tuning steps of `task`: its entry in `task_steps`, else `ft_steps`."""
+        return dict(self.task_steps).get(task, self.ft_steps)
 
     @property
     def max_positions(self) -> int:
@@ -215,8 +223,27 @@ def training_arguments(preset: Preset, steps: int, batch: int, lr: float, output
     return TrainingArguments(
         output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch, per_device_eval_batch_size=batch,
         learning_rate=lr, warmup_steps=preset.warmup, lr_scheduler_type="cosine", logging_steps=20,
-        save_steps=max(steps // 2, 1), save_total_limit=1, report_to="tensorboard", seed=SEED_BASE + seed,
+        save_steps=max(steps // preset.checkpoints, 1), save_total_limit=1, report_to="tensorboard", seed=SEED_BASE + seed,
         disable_tqdm=True, dataloader_num_workers=0, max_grad_norm=1.0, do_train=True, **flags)
+
+
+def all_code_dataset(corpus: str, out: str | None = None, max_train_rows: int | None = None) -> str:
+    """MLM text from all code the corpus holds (`Preset.mlm_data = 'all'`): a DatasetDict with one `code`
+    column, train = the retrieval train code (its first `max_train_rows`) then the distinct long-context train
+    documents; validation = the retrieval validation code (the MLM evaluation set either way). Built once, at
+    `out` (default: `<corpus>/mlm_all_code`; the corpus check ignores folders added to it) atomically."""
+    out = out or os.path.join(corpus, ALL_CODE_FOLDER)
+    if os.path.isdir(out):
+        return out
+    retrieval = datasets.load_from_disk(os.path.join(corpus, "retrieval"))
+    code = list(retrieval["train"]["code"])[:max_train_rows]
+    documents = list(dict.fromkeys(read_snippets(corpus, dataset="long_context", split="train", seed=None)))
+    logger.info("MLM on all code: %d retrieval functions + %d long-context documents", len(code), len(documents))
+    dsets = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"code": code + documents}),
+                                  "validation": datasets.Dataset.from_dict({"code": retrieval["validation"]["code"]})})
+    with atomic_directory(out) as tmp:
+        dsets.save_to_disk(tmp)
+    return out
 
 
 def pretrain_arguments(preset: Preset, variant: str, tokenizer: str, corpus: str, output_dir: str) -> tuple:
@@ -226,16 +253,21 @@ def pretrain_arguments(preset: Preset, variant: str, tokenizer: str, corpus: str
         tokenizer_name_or_path=tokenizer, hidden_size=preset.hidden_size, num_hidden_layers=preset.num_hidden_layers,
         intermediate_size=preset.intermediate_size, state_size=preset.state_size,
         mamba_head_dim=preset.mamba_head_dim, max_position_embeddings=preset.max_positions, **VARIANTS[variant])
-    data_args = MLMDataArguments(dataset_path=os.path.join(corpus, "retrieval"), text_column="code",
-                                 max_seq_length=preset.mlm_seq, max_eval_samples=200,
-                                 max_train_samples=preset.max_train_rows)
+    if preset.mlm_data not in ("retrieval", "all"):
+        raise ValueError(f"Preset.mlm_data={preset.mlm_data!r}: expected 'retrieval' or 'all'")
+    all_code = preset.mlm_data == "all"
+    data_args = MLMDataArguments(
+        dataset_path=all_code_dataset(corpus, max_train_rows=preset.max_train_rows) if all_code
+        else os.path.join(corpus, "retrieval"), text_column="code", max_seq_length=preset.mlm_seq, max_eval_samples=200,
+        max_train_samples=None if all_code else preset.max_train_rows)
     training_args = training_arguments(preset, preset.mlm_steps, preset.mlm_batch, preset.mlm_lr, output_dir,
                                        do_eval=True)
     return model_args, data_args, training_args, RunArguments(model_card_name=f"mambacode-{variant}-mlm")
 
 
 def pretrain(preset: Preset, variant: str, tokenizer: str, corpus: str, output_dir: str):
-    """MLM pretraining of one variant on the retrieval corpus's code (a new model from the preset's sizes)."""
+    """MLM pretraining of one variant on the corpus's code (`Preset.mlm_data`; a new model from the preset's
+    sizes)."""
     return run_mlm(*pretrain_arguments(preset, variant, tokenizer, corpus, output_dir))
 
 
@@ -247,7 +279,7 @@ def finetune_arguments(preset: Preset, task: str, name: str, model_dir: str, cor
     model_args = ModelArguments(model_name_or_path=model_dir,
                                 spectral_anchor_weight=preset.anchor_weight if anchored else 0.0,
                                 spectral_anchor_length=preset.spectrum_length if anchored else None)
-    training_args = training_arguments(preset, preset.ft_steps, preset.ft_batch, preset.ft_lr, output_dir, seed,
+    training_args = training_arguments(preset, preset.finetune_steps(task), preset.ft_batch, preset.ft_lr, output_dir, seed,
                                        do_predict=True)
     run_args = RunArguments(model_card_name=f"mambacode-{name}-{task}")
     limits = dict(max_eval_samples=preset.eval_samples, max_train_samples=preset.max_train_rows)
