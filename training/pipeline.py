@@ -223,8 +223,8 @@ def training_arguments(preset: Preset, steps: int, batch: int, lr: float, output
     return TrainingArguments(
         output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch, per_device_eval_batch_size=batch,
         learning_rate=lr, warmup_steps=preset.warmup, lr_scheduler_type="cosine", logging_steps=20,
-        save_steps=max(steps // preset.checkpoints, 1), save_total_limit=1, report_to="tensorboard", seed=SEED_BASE + seed,
-        disable_tqdm=True, dataloader_num_workers=0, max_grad_norm=1.0, do_train=True, **flags)
+        save_steps=max(steps // preset.checkpoints, 1), save_total_limit=1, report_to="tensorboard",
+        seed=SEED_BASE + seed, disable_tqdm=True, dataloader_num_workers=0, max_grad_norm=1.0, do_train=True, **flags)
 
 
 def all_code_dataset(corpus: str, out: str | None = None, max_train_rows: int | None = None) -> str:
@@ -258,8 +258,8 @@ def pretrain_arguments(preset: Preset, variant: str, tokenizer: str, corpus: str
     all_code = preset.mlm_data == "all"
     data_args = MLMDataArguments(
         dataset_path=all_code_dataset(corpus, max_train_rows=preset.max_train_rows) if all_code
-        else os.path.join(corpus, "retrieval"), text_column="code", max_seq_length=preset.mlm_seq, max_eval_samples=200,
-        max_train_samples=None if all_code else preset.max_train_rows)
+        else os.path.join(corpus, "retrieval"), text_column="code", max_seq_length=preset.mlm_seq,
+        max_eval_samples=200, max_train_samples=None if all_code else preset.max_train_rows)
     training_args = training_arguments(preset, preset.mlm_steps, preset.mlm_batch, preset.mlm_lr, output_dir,
                                        do_eval=True)
     return model_args, data_args, training_args, RunArguments(model_card_name=f"mambacode-{variant}-mlm")
@@ -279,8 +279,8 @@ def finetune_arguments(preset: Preset, task: str, name: str, model_dir: str, cor
     model_args = ModelArguments(model_name_or_path=model_dir,
                                 spectral_anchor_weight=preset.anchor_weight if anchored else 0.0,
                                 spectral_anchor_length=preset.spectrum_length if anchored else None)
-    training_args = training_arguments(preset, preset.finetune_steps(task), preset.ft_batch, preset.ft_lr, output_dir, seed,
-                                       do_predict=True)
+    training_args = training_arguments(preset, preset.finetune_steps(task), preset.ft_batch, preset.ft_lr, output_dir,
+                                       seed, do_predict=True)
     run_args = RunArguments(model_card_name=f"mambacode-{name}-{task}")
     limits = dict(max_eval_samples=preset.eval_samples, max_train_samples=preset.max_train_rows)
     if task == "types":
