@@ -388,7 +388,7 @@ def spectrum(preset: Preset, pretrained: str, finetuned: str, output_dir: str, t
                           shift, figures)
 
 
-__all__ = ["Preset", "VARIANTS", "TASKS", "SEED_BASE", "seed_suffix", "split_seed", "cpu_bf16_supported", "StageRunner", "StageError", "training_arguments", "pretrain_arguments", "pretrain",
-           "finetune_arguments", "finetune",
-           "export_models", "ExportResult", "ProbeResult", "probe", "SpectrumResult",
-           "spectrum"]
+__all__ = ["Preset", "VARIANTS", "TASKS", "SEED_BASE", "seed_suffix", "split_seed", "cpu_bf16_supported",
+           "StageRunner", "StageError", "training_arguments", "all_code_dataset", "pretrain_arguments", "pretrain",
+           "finetune_arguments", "finetune", "export_models", "ExportResult", "ProbeResult", "probe",
+           "SpectrumResult", "spectrum"]
