@@ -79,10 +79,10 @@ class Arm:
 
 
 ARMS = {a.name: a for a in (
-    Arm("reference", "the cpu preset"),
+    Arm("reference", "the cpu preset's provisional recipe (REFERENCE_RECIPE)"),
     Arm("all-code", "MLM on all code (retrieval train code + long-context documents)", mlm_data="all"),
-    Arm("bucketed", "length-grouped batches (MLM and retrieval)", bucketed=True),
-    Arm("batch128", "contrastive batch 128 (127 in-batch negatives)", ft_batch=128),
+    Arm("bucketed", "length-grouped retrieval batches (on the reference's MLM)", bucketed=True),
+    Arm("batch128", "contrastive batch 128, 127 in-batch negatives (on the reference's MLM)", ft_batch=128),
     Arm("linear-warm10", "linear decay, 10% warm-up", schedule=("linear", 0.10)),
     Arm("cosine-warm3", "cosine decay, 3% warm-up", schedule=("cosine", 0.03)),
     Arm("float32", "float32 (no bf16 autocast)", bf16=False),
