@@ -43,7 +43,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, at torch impor
 from transformers import TrainerCallback  # noqa: E402
 from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
-from mambacode.atomic import atomic_directory, atomic_path, atomic_write_text  # noqa: E402
+from mambacode.atomic import atomic_path, atomic_write_text  # noqa: E402
 from mambacode.tables import markdown_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,8 +251,8 @@ def budgeted(training_args, stage_dir: str, arm: Arm, **changes) -> tuple:
     checkpoints only when the callback asks, the arm's sampler."""
     last = get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None
     return dataclasses.replace(
-        training_args, max_steps=MAX_STEPS, use_cpu=True, lr_scheduler_type="constant", warmup_steps=0, save_strategy="no",
-        eval_strategy="no", save_total_limit=1, report_to=[],
+        training_args, max_steps=MAX_STEPS, use_cpu=True, lr_scheduler_type="constant", warmup_steps=0,
+        save_strategy="no", eval_strategy="no", save_total_limit=1, report_to=[],
         train_sampling_strategy="group_by_length" if arm.bucketed else "random", **changes), last
 
 
