@@ -94,6 +94,14 @@ def test_killed_reproduce_resumes_without_rerunning_finished_stages(run_dir):
     for model in ("s4d", "rocoder"):
         (row,) = [line for line in table1 if line.startswith(f"| {model} |")]
         assert row.count(" ± ") == 2, row  # AdvTest-style and plain MRR; no long-context or type runs
+    # the probe table says how many held-out pairs each task has: the probe set's test pairs, less any the
+    # model's inputs truncate away
+    probe_set = json.load(open(os.path.join(run_dir, "probes", "pretrained", "probe_set.json")))
+    (held_out,) = [line for line in lines if line.startswith("Held-out test pairs per task: ")]
+    for task, t in probe_set["tasks"].items():
+        flagged = sum(1 for pair in t["pairs"] if pair[4])
+        count = int(held_out.split(f"{task} ")[1].split(" ")[0].rstrip(",.").replace(",", ""))
+        assert 0 < count <= flagged, (task, count, flagged, held_out)
     claims = lines[lines.index("## Claims"):lines.index("## Wall time per stage")]
     (search,) = [line for line in claims if line.startswith("| s4d > rocoder | AdvTest-style MRR (%)")]
     assert search.rstrip(" |").rsplit("| ", 1)[1] in (

@@ -215,7 +215,8 @@ def test_report_from_typed_results(tmp_path):
           ("types", "s4d"): TypeInferenceResult("z", test_metrics={"micro_f1": 0.4, "accuracy": 0.6}),
           ("types", "s4d+anchor"): TypeInferenceResult("w", test_metrics={"micro_f1": 0.45})}
     probes = {"pretrained": ProbeResult({out + "/pretrain/s4d": {"ast_distance": {"0": {"directprobe": 0.5, "linear": 0.4},
-                                                                                  "1": {"linear": 0.375}}}}),
+                                                                                  "1": {"linear": 0.375}}}},
+                                         test_pairs={"ast_distance": 520, "dfg": 0}),
               "finetuned": ProbeResult({out + "/finetune/types/s4d": {"dfg": {"1": {"directprobe": 0.875}}}})}
     spectra = {("types", "s4d"): SpectrumResult(4, 1, {"low-pass -> band-pass": 1}, [0, 1],
                                                 {"forward": [0.5, None], "backward": [0.25, 0.125]})}
@@ -249,6 +250,7 @@ def test_report_from_typed_results(tmp_path):
     assert "| s4d (pretrained) | 0.500 | – | – | – |" in lines          # DirectProbe
     assert "| s4d (after types FT) | – | – | – | 0.875 |" in lines
     assert "| s4d (pretrained) | 0.400 | 0.375 | – | – |" in lines      # linear
+    assert "Held-out test pairs per task: ast_distance 520 (one pair = 0.19 points), dfg 0." in lines
     assert "| s4d | types | 1 / 4 | low-pass -> band-pass (1) | forward: 0.50, –; backward: 0.25, 0.12 |" in lines
     # claims: single runs have no spread; only comparisons with both sides present are listed
     claims = lines[lines.index("## Claims"):lines.index("## Wall time per stage")]

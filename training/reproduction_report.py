@@ -220,6 +220,20 @@ def probe_accuracy(probes: list) -> dict:
     return merged
 
 
+def test_pairs_line(probes: list) -> list[str]:
+    """The held-out test pairs per probe task, and how far one pair moves an accuracy (100 / n points), as
+    lines of the report ([] when the runs did not record them)."""
+    counts = {}
+    for result in probes:
+        for task, n in (getattr(result, "test_pairs", None) or {}).items():
+            counts.setdefault(task, n)
+    if not counts:
+        return []
+    parts = ", ".join(f"{task} {n:,} (one pair = {100 / n:.2f} points)" if n else f"{task} 0"
+                      for task, n in counts.items())
+    return [f"Held-out test pairs per task: {parts}.", ""]
+
+
 def probe_table(probes: list, probe: str) -> str:
     accuracy = probe_accuracy(probes)
     if not accuracy:
@@ -347,7 +361,7 @@ def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: d
           "## Probing (DirectProbe accuracy per task and layer)", "",
           "Rows: models pretrained and after fine-tuning (same sampled pairs for every model). Layer 0 is the "
           "embedding output." + (" Fine-tuned models: mean ± std over the seeds." if len(seeds) > 1 else ""), "",
-          probe_table(probes, "directprobe"), "",
+          probe_table(probes, "directprobe"), "", *test_pairs_line(probes),
           "### Linear probe accuracy", "", probe_table(probes, "linear"), "",
           "## Spectral shift (pretrained -> fine-tuned)", "", spectrum_table(spectra), "",
           "## Claims", "",
@@ -416,5 +430,5 @@ def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, fi
 
 
 __all__ = ["MeanStd", "seed_runs", "results_rows", "baseline_row", "results_table", "retrieval_table", "probe_runs", "probe_accuracy",
-           "probe_table", "spectrum_table", "timing_table", "model_label", "model_path_key", "render_report",
+           "probe_table", "test_pairs_line", "spectrum_table", "timing_table", "model_label", "model_path_key", "render_report",
            "sources_section", "markdown_to_html", "write_report"]
