@@ -429,6 +429,6 @@ def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, fi
     return path
 
 
-__all__ = ["MeanStd", "seed_runs", "results_rows", "baseline_row", "results_table", "retrieval_table", "probe_runs", "probe_accuracy",
-           "probe_table", "test_pairs_line", "spectrum_table", "timing_table", "model_label", "model_path_key", "render_report",
-           "sources_section", "markdown_to_html", "write_report"]
+__all__ = ["MeanStd", "seed_runs", "results_rows", "baseline_row", "results_table", "retrieval_table", "probe_runs",
+           "probe_accuracy", "probe_table", "test_pairs_line", "spectrum_table", "timing_table", "model_label",
+           "model_path_key", "render_report", "sources_section", "markdown_to_html", "write_report"]
