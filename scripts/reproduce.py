@@ -60,22 +60,24 @@ PRESETS = {
                    ft_steps=10000, ft_batch=64, ft_lr=5e-5, query_len=64, code_len=256, long_code_len=4096,
                    type_len=512, eval_samples=None, probe_pairs=None, probe_snippets=None,
                    probe_kinds="directprobe,linear", spectrum_length=4096, anchor_weight=1.0, warmup=300),
-    # 2 CPU cores, about 9-10 hours. PROVISIONAL: not run yet; the recipe ablation of issue 13 (item 1) fixes
-    # the final sizes, steps and learning rates. Estimate, from the throughput benchmark at this width, depth and
-    # vocabulary (L = 256, 2 quiet cores, float32: s4d 4.6k, s4d-hf 4.1k, RoFormer 5.7k tokens/s; bf16 autocast
-    # about +30%) taken as 3.5k tokens/s for everything: MLM 1,200 x 32 x 256 = 9.8M tokens, ~47 min per variant
-    # (2.4 h); fine-tuning 150 steps x 32, advtest (64 + 256 tokens) ~8 min + ~2 min of test pools, longctx
-    # (64 + 512) ~13 min + ~1, types (256) ~6 min: 3 tasks x 3 variants x 3 seeds + types x 2 anchored SSM
-    # variants x 3 seeds = 33 runs, ~5 h; probes (300 pairs per class; 3 pretrained and 3 x 8 fine-tuned models,
-    # ~2 min each) ~1 h; spectra (18 reports), corpus and tokenizer ~15 min. The longest stage (an MLM run, ~50
-    # min) stays well under the 2-hour piece the issue allows. The anchored runs are on types only, as in tiny.
+    # 2 CPU cores, under 10 hours, in pieces (README: "The cpu preset"). The recipe is the ablation's
+    # (benchmarks/recipe.py, README table): MLM on all code, bf16 autocast, batches of 32 (a contrastive batch of
+    # 128 lost 3 MRR points per CPU minute), 256-token code. Budget from the ablation's measured speeds (process CPU
+    # minutes, bf16, 2 threads: MLM 35 steps/min, AdvTest fine-tuning 54 steps/min; types 400 steps in 6.2 min,
+    # micro-F1 0.40 from a 20-minute MLM): MLM 2,400 steps (~69 CPU min, ~37 wall min per variant, 2.6 epochs of
+    # the retrieval code's tokens, well under one of all code); AdvTest 1,000 steps (~2 epochs of the 16k pairs,
+    # ~10 wall min + test pools), long-context 500 steps of 512-token documents, types 400 steps; 3 variants x 3
+    # tasks x 3 seeds + 2 anchored type runs x 3 seeds = 33 fine-tuning runs; 520 probe pairs per class (20% held
+    # out: >= 200 test pairs even for the two-class siblings task, so one pair moves an accuracy < 0.5 points).
+    # Four checkpoints per training stage: a kill loses at most a quarter of one.
     "cpu": Preset(max_functions=None, vocab_size=8192, hidden_size=256, num_hidden_layers=4, intermediate_size=1024,
-                  state_size=64, mamba_head_dim=64, mlm_seq=256, mlm_steps=1200, mlm_batch=32, mlm_lr=1e-3,
-                  ft_steps=150, ft_batch=32, ft_lr=5e-4, query_len=64, code_len=256, long_code_len=512,
-                  type_len=256, eval_samples=None, probe_pairs=300, probe_snippets=300,
+                  state_size=64, mamba_head_dim=64, mlm_seq=256, mlm_steps=2400, mlm_batch=32, mlm_lr=1e-3,
+                  ft_steps=1000, ft_batch=32, ft_lr=5e-4, query_len=64, code_len=256, long_code_len=512,
+                  type_len=256, eval_samples=None, probe_pairs=520, probe_snippets=1000,
                   probe_kinds="linear,directprobe", spectrum_length=4096, anchor_weight=1.0, warmup=50,
                   anchor_tasks=("types",), max_train_rows=None, seeds=(0, 1, 2), bf16=True,
-                  variants=("s4d", "s4d-hf", "rocoder"), tasks=TASKS),
+                  variants=("s4d", "s4d-hf", "rocoder"), tasks=TASKS, task_steps=(("longctx", 500), ("types", 400)),
+                  mlm_data="all", checkpoints=4, warmup_ratio=0.04),
 }
 # Intra-op threads per preset where neither --num_threads nor OMP_NUM_THREADS says: the count changes the last
 # bits of every result, so the tiny preset's tables are made at one fixed count (1: the fastest on a busy

@@ -80,6 +80,14 @@ def test_training_arguments_seed_and_bf16(rp):
     assert cpu_bf16_supported() == ("avx512_bf16" in flags or "amx_tile" in flags)
     assert [seed_suffix(s) for s in (0, 1, 12)] == ["", "-seed1", "-seed12"]
     assert split_seed("s4d+anchor-seed2") == ("s4d+anchor", 2) and split_seed("s4d-hf") == ("s4d-hf", 0)
+    # tiny: warm-up in steps, two checkpoints, one step count for every task (its tables stay as they were)
+    assert (args.warmup_steps, args.save_steps) == (tiny.warmup, 5) and tiny.task_steps == ()
+    assert {tiny.finetune_steps(t) for t in ("advtest", "longctx", "types")} == {tiny.ft_steps}
+    # cpu: warm-up as a fraction of each stage, four checkpoints, steps per task
+    cpu = rp.PRESETS["cpu"]
+    args = training_arguments(cpu, 1000, 32, 5e-4, "/tmp/unused")
+    assert (args.warmup_steps, args.save_steps) == (round(cpu.warmup_ratio * 1000), 250)
+    assert cpu.finetune_steps("advtest") == cpu.ft_steps and cpu.finetune_steps("types") == dict(cpu.task_steps)["types"]
 
 
 def test_cpu_preset_is_three_variants_three_tasks_three_seeds_in_bf16(rp, tmp_path, capsys):
