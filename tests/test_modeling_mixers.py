@@ -153,7 +153,8 @@ def test_triton_kernel_matches_torch_scan_on_cuda():
     C = torch.randn(b, l, g, n, device=dev)
     got = kernel(x, dt, A, B, C, chunk_size=64).float()
     ref = ssd_chunked_scan(x, dt, A, B, C, 64)
-    assert ((got - ref).abs().max() / ref.abs().max()) < 1e-3
+    # mamba-ssm's kernels multiply in TF32 (10-bit mantissa): 1.4e-3 of the largest output measured on an H200
+    assert ((got - ref).abs().max() / ref.abs().max()) < 5e-3
 
 
 @pytest.mark.parametrize("anticausal", [False, True])
@@ -277,3 +278,35 @@ def test_gelu_gate_linear_matches_the_unfused_layer_and_finite_differences():
     assert results[0][0].dtype == torch.float32
     for fused, unfused in zip(*results):
         torch.testing.assert_close(fused, unfused, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.gpu
+def test_mamba2_model_kernel_path_matches_torch_scan_on_cuda(tiny):
+    """On a GPU, the model with `use_mamba_kernels=True` (mamba-ssm's Triton SSD kernel, both directions)
+    equals the torch scan on a ragged, padded batch: outputs at the real tokens, and parameter gradients."""
+    from mambacode import MambaCodeModel
+    from mambacode.modeling.mamba2 import mamba_chunk_scan_kernel
+
+    if mamba_chunk_scan_kernel() is None:
+        pytest.skip("mamba-ssm not importable")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    fields = dict(hidden_size=64, num_hidden_layers=2, state_size=16, mamba_head_dim=16, mamba_chunk_size=32)
+    kernel = MambaCodeModel(tiny("mamba2", use_mamba_kernels=True, **fields)).cuda()
+    scan = MambaCodeModel(tiny("mamba2", use_mamba_kernels=False, **fields)).cuda()
+    scan.load_state_dict(kernel.state_dict())
+    mask = torch.ones(3, 77, dtype=torch.long, device="cuda")
+    mask[1, 50:] = 0
+    mask[2, 9:] = 0
+    ids = torch.randint(5, 100, mask.shape, device="cuda") * mask + kernel.config.pad_token_id * (1 - mask)
+    weight = torch.randn(3, 77, 64, device="cuda")
+    outs, grads = [], []
+    for model in (kernel, scan):
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        (out * weight * mask[..., None]).sum().backward()
+        outs.append(out[mask.bool()].detach())
+        grads.append({n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert ((outs[0] - outs[1]).abs().max() / outs[1].abs().max()) < 1e-3
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name, g in grads[1].items():
+        assert ((grads[0][name] - g).abs().max() / g.abs().max().clamp_min(1e-12)) < 1e-2, name
