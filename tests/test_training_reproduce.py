@@ -87,7 +87,17 @@ def test_training_arguments_seed_and_bf16(rp):
     cpu = rp.PRESETS["cpu"]
     args = training_arguments(cpu, 1000, 32, 5e-4, "/tmp/unused")
     assert (args.warmup_steps, args.save_steps) == (round(cpu.warmup_ratio * 1000), 250)
-    assert cpu.finetune_steps("advtest") == cpu.ft_steps and cpu.finetune_steps("types") == dict(cpu.task_steps)["types"]
+    assert cpu.finetune_steps("advtest") == cpu.ft_steps
+    assert cpu.finetune_steps("types") == dict(cpu.task_steps)["types"]
+    # cpu: retrieval fine-tuning batches grouped by length (the ablation's winner); type inference and tiny not
+    from mambacode.training.pipeline import finetune_arguments
+
+    def sampling(preset, task):
+        return finetune_arguments(preset, task, "s4d", "m", "c", "/tmp/unused")[3].train_sampling_strategy
+
+    assert [sampling(cpu, t) for t in ("advtest", "longctx", "types")] == ["group_by_length", "group_by_length",
+                                                                             "random"]
+    assert sampling(tiny, "advtest") == "random"
 
 
 def test_cpu_preset_is_three_variants_three_tasks_three_seeds_in_bf16(rp, tmp_path, capsys):

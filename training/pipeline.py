@@ -88,6 +88,7 @@ class Preset:
     mlm_data: str = "retrieval"  # MLM text: 'retrieval' (retrieval train code) or 'all' (+ long-context documents)
     checkpoints: int = 2  # checkpoints per training stage (evenly spaced): a kill loses at most 1/checkpoints
     warmup_ratio: float | None = None  # warm-up as a fraction of each stage's steps (None: `warmup` steps)
+    length_grouped: bool = False  # retrieval fine-tuning batches of similar query + code length (less padding)
 
     def finetune_steps(self, task: str) -> int:
         """The fine-tuning steps of `task`: its entry in `task_steps`, else `ft_steps`."""
@@ -291,6 +292,8 @@ def finetune_arguments(preset: Preset, task: str, name: str, model_dir: str, cor
                                                max_seq_length=preset.type_len, **limits)
         return run_type_inference, model_args, data_args, training_args, run_args
     advtest = task == "advtest"
+    if preset.length_grouped:
+        training_args = dataclasses.replace(training_args, train_sampling_strategy="group_by_length")
     data_args = RetrievalDataArguments(
         dataset_path=os.path.join(corpus, "retrieval" if advtest else "long_context"),
         max_query_length=preset.query_len, max_code_length=preset.code_len if advtest else preset.long_code_len,
