@@ -14,8 +14,8 @@ Why a slice is shipped: CI and users can check that the weights they hold reprod
 `tests/test_pretrained.py`) without building the corpus. Weights are stored in float16 (half the size) only when
 no slice metric of the float16 weights moves from the float32 one by half a unit of the card's precision
 (3 decimals: 0.1 point of a percentage, as the README's tables); the card states the float16 weights' own
-metrics, to 6 decimals in `shipped.json`. The config
-keeps `dtype: float32`, so `from_pretrained` returns a float32 model either way.
+metrics, to 6 decimals in `shipped.json`. The config keeps `dtype: float32`, so `from_pretrained` returns a
+float32 model either way.
 """
 
 from __future__ import annotations
@@ -249,8 +249,7 @@ def _card_text(source: str, info: dict, name: str, config) -> str:
                           if isinstance(v, (int, float)) and math.isfinite(v))
     lines = ["## Shipped checkpoint", "", info["description"], "",
              f"Shipped with MambaCode as `pretrained/{name}`: `mambacode.pretrained_path({name!r})`. "
-             "Weights are stored "
-             f"in {info['weights_dtype']} and load as float32.", "",
+             f"Weights are stored in {info['weights_dtype']} and load as float32.", "",
              f"Metrics on the shipped slice (`{SLICE_FILE}`, the first {info['slice_rows']} rows of the test split), "
              "and how far a re-run may land from them (`tests/test_pretrained.py` checks):", "",
              "| metric | value | tolerance |", "|---|---|---|",

@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="cpu", help="the run's preset (its lengths are the evaluation's)")
     ap.add_argument("--output_dir", default=os.path.join(ROOT, "pretrained"))
     ap.add_argument("--variants", default="s4d,s4d-hf,rocoder", help="MLM encoders to ship")
-    ap.add_argument("--retrieval_variant", default="s4d-hf", help="the code-search model to ship ('' for none)")
+    ap.add_argument("--retrieval_variant", default="s4d-hf",
+                    help="the MambaCode variant whose code-search model ships ('' for none)")
     ap.add_argument("--max_total_mb", type=float, default=100.0)
     ap.add_argument("--no_half", action="store_true", help="keep float32 weights")
     args = ap.parse_args(argv)
