@@ -62,8 +62,9 @@ PRESETS = {
                    probe_kinds="directprobe,linear", spectrum_length=4096, anchor_weight=1.0, warmup=300),
     # 2 CPU cores, under 10 hours, in pieces (README: "The cpu preset"). The recipe is the ablation's
     # (benchmarks/recipe.py, README table): MLM on all code, bf16 autocast, retrieval batches grouped by length
-    # (+2.1 MRR points at the same CPU budget: 34% more steps), batches of 32 (a contrastive batch of 128 lost 3
-    # points), 256-token code. Budget from the ablation's measured speeds (process CPU
+    # (+2.1 MRR points at the same CPU budget: 34% more steps), linear decay after a 10% warm-up in every stage
+    # (MLM loss -0.06 and +1.0 MRR point against cosine after 4% / 33%), batches of 32 (a contrastive batch of 128
+    # lost 3 points), 256-token code. Budget from the ablation's measured speeds (process CPU
     # minutes, bf16, 2 threads: MLM 35 steps/min, AdvTest fine-tuning 54 steps/min; types 400 steps in 6.2 min,
     # micro-F1 0.40 from a 20-minute MLM): MLM 2,400 steps (~69 CPU min, ~37 wall min per variant, 2.6 epochs of
     # the retrieval code's tokens, well under one of all code); AdvTest 1,000 steps (~2 epochs of the 16k pairs,
@@ -78,7 +79,7 @@ PRESETS = {
                   probe_kinds="linear,directprobe", spectrum_length=4096, anchor_weight=1.0, warmup=50,
                   anchor_tasks=("types",), max_train_rows=None, seeds=(0, 1, 2), bf16=True,
                   variants=("s4d", "s4d-hf", "rocoder"), tasks=TASKS, task_steps=(("longctx", 500), ("types", 400)),
-                  mlm_data="all", checkpoints=4, warmup_ratio=0.04, length_grouped=True),
+                  mlm_data="all", checkpoints=4, warmup_ratio=0.10, lr_schedule="linear", length_grouped=True),
 }
 # Intra-op threads per preset where neither --num_threads nor OMP_NUM_THREADS says: the count changes the last
 # bits of every result, so the tiny preset's tables are made at one fixed count (1: the fastest on a busy

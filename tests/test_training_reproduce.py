@@ -87,6 +87,7 @@ def test_training_arguments_seed_and_bf16(rp):
     cpu = rp.PRESETS["cpu"]
     args = training_arguments(cpu, 1000, 32, 5e-4, "/tmp/unused")
     assert (args.warmup_steps, args.save_steps) == (round(cpu.warmup_ratio * 1000), 250)
+    assert args.lr_scheduler_type == cpu.lr_schedule == "linear" and tiny.lr_schedule == "cosine"
     assert cpu.finetune_steps("advtest") == cpu.ft_steps
     assert cpu.finetune_steps("types") == dict(cpu.task_steps)["types"]
     # cpu: retrieval fine-tuning batches grouped by length (the ablation's winner); type inference and tiny not

@@ -89,6 +89,7 @@ class Preset:
     checkpoints: int = 2  # checkpoints per training stage (evenly spaced): a kill loses at most 1/checkpoints
     warmup_ratio: float | None = None  # warm-up as a fraction of each stage's steps (None: `warmup` steps)
     length_grouped: bool = False  # retrieval fine-tuning batches of similar query + code length (less padding)
+    lr_schedule: str = "cosine"  # transformers' lr_scheduler_type of every training stage ('cosine', 'linear')
 
     def finetune_steps(self, task: str) -> int:
         """The fine-tuning steps of `task`: its entry in `task_steps`, else `ft_steps`."""
@@ -216,17 +217,17 @@ def _read_marker(path: str, result_type) -> dict | None:
 # ------------------------------------------------------------------------------------------ training stages
 def training_arguments(preset: Preset, steps: int, batch: int, lr: float, output_dir: str, seed: int = 0,
                        **flags) -> TrainingArguments:
-    """The Trainer settings shared by every training stage (Trainer seed SEED_BASE + `seed`, cosine schedule after
-    `preset.warmup` warm-up steps or `preset.warmup_ratio` of the stage's steps, `preset.checkpoints` evenly spaced
-    checkpoints, the last one kept; with `preset.bf16`, bf16 autocast on the CPU where it
-    has bf16 instructions); `flags`: do_eval / do_predict."""
+    """The Trainer settings shared by every training stage (Trainer seed SEED_BASE + `seed`, `preset.lr_schedule`
+    after `preset.warmup` warm-up steps or `preset.warmup_ratio` of the stage's steps, `preset.checkpoints` evenly
+    spaced checkpoints, the last one kept; with `preset.bf16`, bf16 autocast on the CPU where it has bf16
+    instructions); `flags`: do_eval / do_predict."""
     if preset.bf16:
         flags = {"use_cpu": True, "bf16": cpu_bf16_supported(), **flags}
         logger.info("bf16 autocast on the CPU: %s", "on" if flags["bf16"] else "off (no bf16 instructions)")
     return TrainingArguments(
         output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch, per_device_eval_batch_size=batch,
         learning_rate=lr, warmup_steps=preset.warmup if preset.warmup_ratio is None else
-        max(1, round(preset.warmup_ratio * steps)), lr_scheduler_type="cosine", logging_steps=20,
+        max(1, round(preset.warmup_ratio * steps)), lr_scheduler_type=preset.lr_schedule, logging_steps=20,
         save_steps=max(steps // preset.checkpoints, 1), save_total_limit=1, report_to="tensorboard",
         seed=SEED_BASE + seed, disable_tqdm=True, dataloader_num_workers=0, max_grad_norm=1.0, do_train=True, **flags)
 
