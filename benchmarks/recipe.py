@@ -331,6 +331,7 @@ def summarise(records: list[dict], arms: list[str]) -> list[dict]:
         mlm_minutes = mlm_cpu_minutes(records, arm)
         total = None if mrr is None or mlm_minutes is None else mlm_minutes + mrr["cpu_minutes"]
         rows.append({"arm": arm, "mlm_loss": loss and loss["value"], "mlm_cpu_minutes": mlm_minutes,
+                     "mlm_steps": loss and loss["step"], "ft_steps": mrr and mrr["step"],
                      "mrr": mrr and mrr["value"], "ft_cpu_minutes": mrr and mrr["cpu_minutes"],
                      "cpu_minutes": total, "mrr_per_cpu_minute": mrr["value"] / total if total else None})
     ref = next((r for r in rows if r["arm"] == "reference"), None)
@@ -359,11 +360,13 @@ def _cell(value, fmt: str) -> str:
 def table(rows: list[dict], done: dict) -> str:
     """The markdown table of `summarise`'s rows; `done[arm]`: whether both its stages finished."""
     headers = ["arm", "change", "MLM loss", "Δ loss", "val MRR", "Δ MRR", "CPU min (MLM + ft)",
-               "MRR per CPU min", "status"]
+               "MRR per CPU min", "steps (MLM + ft)", "status"]
     body = [[r["arm"], ARMS[r["arm"]].change if r["arm"] in ARMS else "", _cell(r["mlm_loss"], ".4f"),
              _cell(r["mlm_loss_delta"], "+.4f"), _cell(r["mrr"], ".4f"), _cell(r["mrr_delta"], "+.4f"),
              "-" if r["cpu_minutes"] is None else f"{r['mlm_cpu_minutes']:.1f} + {r['ft_cpu_minutes']:.1f}",
-             _cell(r["mrr_per_cpu_minute"], ".5f"), "done" if done.get(r["arm"]) else "running / not run"]
+             _cell(r["mrr_per_cpu_minute"], ".5f"),
+             "-" if r["mlm_steps"] is None or r["ft_steps"] is None else f"{r['mlm_steps']:,} + {r['ft_steps']:,}",
+             "done" if done.get(r["arm"]) else "running / not run"]
             for r in rows]
     return markdown_table(headers, body)
 

@@ -140,15 +140,15 @@ def test_recipe_ablation_records_skips_resumes_and_tabulates(recipe, presets, co
         loss, mrr = last(mlm_arm, "mlm", "loss"), last(arm, "retrieval", "mrr")
         mlm_minutes = max(r["cpu_minutes"] for r in _records(log) if r["arm"] == mlm_arm and r["stage"] == "mlm")
         expected[arm] = (loss["value"], mrr["value"], mlm_minutes, mrr["cpu_minutes"],
-                         mrr["value"] / (mlm_minutes + mrr["cpu_minutes"]))
+                         mrr["value"] / (mlm_minutes + mrr["cpu_minutes"]), loss["step"], mrr["step"])
     ref = expected["reference"]
-    for arm, (loss, mrr, mlm_min, ft_min, per_minute) in expected.items():
+    for arm, (loss, mrr, mlm_min, ft_min, per_minute, mlm_steps, ft_steps) in expected.items():
         row = [line for line in third.splitlines() if line.startswith(f"| {arm} |")][-1]  # the last table printed
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[2] == f"{loss:.4f}" and cells[4] == f"{mrr:.4f}"
         assert cells[3] == f"{loss - ref[0]:+.4f}" and cells[5] == f"{mrr - ref[1]:+.4f}"
         assert cells[6] == f"{mlm_min:.1f} + {ft_min:.1f}" and cells[7] == f"{per_minute:.5f}"
-        assert cells[8] == "done"
+        assert cells[8] == f"{mlm_steps:,} + {ft_steps:,}" and cells[9] == "done"
     saved = json.load(open(results))
     assert [r["arm"] for r in saved["table"]] == ["reference", "all-code", "batch128"]
     assert saved["table"][1]["mrr_per_cpu_minute"] == pytest.approx(expected["all-code"][4], rel=1e-12)
