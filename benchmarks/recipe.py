@@ -67,6 +67,7 @@ class Arm:
     schedule: tuple | None = None  # (kind, warm-up fraction) of both stages; None: the preset's (cosine)
     bf16: bool | None = None  # None: the preset's
     seq_len: int | None = None  # MLM block and retrieval code length; None: the preset's
+    code_len: int | None = None  # retrieval code length only (the MLM's blocks stay); None: the preset's
 
     @property
     def mlm_arm(self) -> str:
@@ -87,6 +88,7 @@ ARMS = {a.name: a for a in (
     Arm("cosine-warm3", "cosine decay, 3% warm-up", schedule=("cosine", 0.03)),
     Arm("float32", "float32 (no bf16 autocast)", bf16=False),
     Arm("len128", "MLM blocks and code truncated to 128 tokens", seq_len=128),
+    Arm("code128", "retrieval code truncated to 128 tokens (on the reference's MLM)", code_len=128),
 )}
 
 
@@ -107,6 +109,8 @@ def arm_preset(preset, arm: Arm):
         changes["bf16"] = arm.bf16
     if arm.seq_len is not None:
         changes.update(mlm_seq=arm.seq_len, code_len=arm.seq_len)
+    if arm.code_len is not None:
+        changes["code_len"] = arm.code_len
     return dataclasses.replace(preset, **changes)
 
 
