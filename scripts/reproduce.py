@@ -66,8 +66,8 @@ PRESETS = {
     # (MLM loss -0.06 and +1.0 MRR point against cosine after 4% / 33%), batches of 32 (a contrastive batch of 128
     # lost 3 points), 256-token code. Budget from the ablation's measured speeds (process CPU
     # minutes, bf16, 2 threads: MLM 35 steps/min, AdvTest fine-tuning 54 steps/min; types 400 steps in 6.2 min,
-    # micro-F1 0.40 from a 20-minute MLM): MLM 2,400 steps (~69 CPU min, ~37 wall min per variant, 2.6 epochs of
-    # the retrieval code's tokens, well under one of all code); AdvTest 1,000 steps (~2 epochs of the 16k pairs,
+    # micro-F1 0.40 from a 20-minute MLM): MLM 2,400 steps (~69 CPU min, ~37 wall min per variant; 2.0 epochs of
+    # all code, 9.9M tokens, where the retrieval code alone, 3.7M, would be 5.3); AdvTest 1,000 steps (~2 epochs of the 16k pairs,
     # ~10 wall min + test pools), long-context 500 steps of 512-token documents, types 400 steps; 3 variants x 3
     # tasks x 3 seeds + 2 anchored type runs x 3 seeds = 33 fine-tuning runs; 520 probe pairs per class (20% held
     # out: >= 200 test pairs even for the two-class siblings task, so one pair moves an accuracy < 0.5 points).
