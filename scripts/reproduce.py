@@ -64,13 +64,14 @@ PRESETS = {
     # (benchmarks/recipe.py, README table): MLM on all code, bf16 autocast, retrieval batches grouped by length
     # (+2.1 MRR points at the same CPU budget: 34% more steps), linear decay after a 10% warm-up in every stage
     # (MLM loss -0.06 and +1.0 MRR point against cosine after 4% / 33%), batches of 32 (a contrastive batch of 128
-    # lost 3 points), 256-token code. Budget from the ablation's measured speeds (process CPU
-    # minutes, bf16, 2 threads: MLM 35 steps/min, AdvTest fine-tuning 54 steps/min; types 400 steps in 6.2 min,
-    # micro-F1 0.40 from a 20-minute MLM): MLM 2,400 steps (~69 CPU min, ~37 wall min per variant; 2.0 epochs of
-    # all code, 9.9M tokens, where the retrieval code alone, 3.7M, would be 5.3); AdvTest 1,000 steps (~2 epochs of the 16k pairs,
-    # ~10 wall min + test pools), long-context 500 steps of 512-token documents, types 400 steps; 3 variants x 3
-    # tasks x 3 seeds + 2 anchored type runs x 3 seeds = 33 fine-tuning runs; 520 probe pairs per class (20% held
-    # out: >= 200 test pairs even for the two-class siblings task, so one pair moves an accuracy < 0.5 points).
+    # lost 3 points), 256-token MLM blocks and code (128 won on the ablation's metric; the preset tests claims
+    # beyond 128 tokens). Budget from the ablation's measured speeds (process CPU minutes, bf16, 2 threads: MLM 35
+    # steps/min, AdvTest fine-tuning 54 steps/min; types 400 steps in 6.2 min, micro-F1 0.40 from a 20-minute
+    # MLM): MLM 2,400 steps (~69 CPU min, ~37 wall min per variant; 2.0 epochs of all code, 9.9M tokens, where
+    # the retrieval code alone, 3.7M, would be 5.3); AdvTest 1,000 steps (~2 epochs of the 16k pairs, ~10 wall
+    # min + test pools), long-context 500 steps of 512-token documents, types 400 steps; 3 variants x 3 tasks x 3
+    # seeds + 2 anchored type runs x 3 seeds = 33 fine-tuning runs; 520 probe pairs per class (20% held out:
+    # >= 200 test pairs even for the two-class siblings task, so one pair moves an accuracy < 0.5 points).
     # Four checkpoints per training stage: a kill loses at most a quarter of one.
     "cpu": Preset(max_functions=None, vocab_size=8192, hidden_size=256, num_hidden_layers=4, intermediate_size=1024,
                   state_size=64, mamba_head_dim=64, mlm_seq=256, mlm_steps=2400, mlm_batch=32, mlm_lr=1e-3,
