@@ -115,11 +115,11 @@ def arm_preset(preset, arm: Arm):
 
 
 def stage_schedule(preset, arm: Arm, stage: str) -> tuple[str, float]:
-    """(kind, warm-up fraction of the budget): the arm's, else the preset's cosine with its warm-up steps as a
-    fraction of the stage's steps (cpu preset: 50 / 1,200 for MLM, 50 / 150 for fine-tuning)."""
+    """(kind, warm-up fraction of the budget): the arm's, else cosine with the reference's warm-up steps as a
+    fraction of the stage's steps (50 / 1,200 for MLM, 50 / 150 for fine-tuning). `preset`: the arm's
+    (`arm_preset`), which carries REFERENCE_RECIPE."""
     if arm.schedule is not None:
         return arm.schedule
-    preset = dataclasses.replace(preset, **REFERENCE_RECIPE)
     steps = preset.mlm_steps if stage == "mlm" else preset.ft_steps
     return "cosine", min(preset.warmup / steps, 1.0)
 
@@ -282,7 +282,7 @@ def run_stage(stage: str, preset, arm: Arm, args, dirs: dict, log: RecordLog):
         data_args = dataclasses.replace(data_args, max_eval_samples=args.val_queries, test_dataset_path=[])
         training_args, last = budgeted(training_args, out, arm, do_eval=True, do_predict=False)
         run, metrics = run_retrieval, ("eval_mrr", "eval_loss")
-    callback = BudgetCallback(budget / 60, args.eval_minutes, stage_schedule(preset, arm, stage), log, arm.name,
+    callback = BudgetCallback(budget / 60, args.eval_minutes, stage_schedule(p, arm, stage), log, arm.name,
                               stage, metrics, resume_from=last)
     logger.info("%s/%s: schedule %s, bf16 %s, budget %g CPU min", arm.name, stage, callback.schedule,
                 training_args.bf16, budget / 60)

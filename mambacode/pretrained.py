@@ -195,11 +195,12 @@ def export_pretrained(source: str, target: str, *, task: str, slice_rows: list[d
     keys = [k for k in full if k != "masked_tokens"]
     dtype = "float32"
     if half:
-        half_model = model.to(torch.float16).to(torch.float32)  # the float16 weights, computed in float32
-        halved = slice_metrics(half_model, tokenizer, info, slice_rows)
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        model.to(torch.float16).to(torch.float32)  # the float16 weights, computed in float32
+        halved = slice_metrics(model, tokenizer, info, slice_rows)
         if _within_reported_precision(full, halved, keys):
             dtype, full = "float16", halved
-        model, _ = load_for_task(source, task)  # the float32 weights again, if float16 changed the metrics
+        model.load_state_dict(weights)  # the float32 weights again (saved as float16 below if they qualified)
     info.update(weights_dtype=dtype, slice_metrics={k: round(v, 6) for k, v in full.items()},
                 slice_tolerance={k: round(v, 6) for k, v in slice_tolerances(task, full, len(slice_rows)).items()})
     if dtype == "float16":

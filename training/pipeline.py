@@ -359,8 +359,9 @@ def probe(preset: Preset, models: list[str], output_dir: str, corpus: str, probe
     accuracy = {model: {task: {str(layer): {p: res[p]["accuracy"] for p in ("directprobe", "linear") if p in res}
                                for layer, res in per_layer.items()} for task, per_layer in per_task.items()}
                 for model, per_task in results["results"].items()}
+    first = next(iter(results["results"].values()), {})  # the pairs are the same for every model
     test_pairs = {task: max((res.get("n_test", 0) for res in per_layer.values()), default=0)
-                  for per_task in list(results["results"].values())[:1] for task, per_layer in per_task.items()}
+                  for task, per_layer in first.items()}
     return ProbeResult(accuracy, paths["png"], test_pairs)
 
 
