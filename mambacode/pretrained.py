@@ -138,18 +138,24 @@ def mlm_slice_metrics(model, tokenizer, texts: list[str], max_length: int, seed:
     return {"masked_accuracy": correct / total, "loss": nll / total, "masked_tokens": total}
 
 
-def slice_metrics(folder_or_model, tokenizer=None, info: dict | None = None, rows: list[dict] | None = None) -> dict:
-    """The slice metrics of a shipped folder (loaded here, float32) or of a loaded model with `info` and `rows`."""
-    if isinstance(folder_or_model, (str, os.PathLike)):
-        folder = os.fspath(folder_or_model)
-        info, rows = shipped_info(folder), read_slice(folder)
-        model, tokenizer = load_for_task(folder, info["task"])
-    else:
-        model = folder_or_model
+def slice_metrics(model, tokenizer, info: dict, rows: list[dict]) -> dict:
+    """The slice metrics of a loaded model for the task and lengths `info` (a `shipped.json`) names."""
     model.eval()
     if info["task"] == "retrieval":
         return retrieval_slice_metrics(model, tokenizer, rows, info["max_query_length"], info["max_code_length"])
     return mlm_slice_metrics(model, tokenizer, [r["code"] for r in rows], info["max_length"])
+
+
+def shipped_slice_metrics(folder: str) -> dict:
+    """The slice metrics of a shipped folder, loaded here in float32 (what its card claims, up to the tolerance)."""
+    info = shipped_info(folder)
+    model, tokenizer = load_for_task(folder, info["task"])
+    return slice_metrics(model, tokenizer, info, read_slice(folder))
+
+
+def folder_megabytes(folder: str) -> float:
+    """Bytes of every file under `folder`, in MiB (the 100 MB budget of `pretrained/`)."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files) / 2**20
 
 
 def load_for_task(folder: str, task: str, dtype=torch.float32):
@@ -262,5 +268,6 @@ def _card_text(source: str, info: dict, name: str, config) -> str:
     return base + "\n".join(lines)
 
 
-__all__ = ["pretrained_path", "available_pretrained", "shipped_info", "slice_metrics", "retrieval_slice_metrics",
+__all__ = ["pretrained_path", "available_pretrained", "shipped_info", "slice_metrics", "shipped_slice_metrics",
+           "folder_megabytes", "retrieval_slice_metrics",
            "mlm_slice_metrics", "mask_positions", "export_pretrained", "load_for_task", "read_slice"]

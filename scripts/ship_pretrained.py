@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -55,10 +56,6 @@ def plan(run_dir: str, variants: list[str], retrieval_variant: str) -> list[tupl
     return items
 
 
-def folder_mb(folder: str) -> float:
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files) / 2**20
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run_dir", required=True, help="a finished reproduce.py output folder")
@@ -73,7 +70,7 @@ def main(argv=None) -> int:
 
     from reproduce import PRESETS
 
-    from mambacode.pretrained import export_pretrained
+    from mambacode.pretrained import export_pretrained, folder_megabytes
 
     if args.preset not in PRESETS:
         ap.error(f"--preset: unknown {args.preset!r}; choose from {list(PRESETS)}")
@@ -87,7 +84,7 @@ def main(argv=None) -> int:
         print(f"error: {run_dir} has no finished stage at: {', '.join(missing)}", file=sys.stderr)
         return 2
     run_command = f"python scripts/reproduce.py --preset {args.preset} --output_dir {args.run_dir}"
-    ship_command = ("python scripts/ship_pretrained.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    ship_command = shlex.join(["python", "scripts/ship_pretrained.py", *(argv if argv is not None else sys.argv[1:])])
     written = []
     for name, task, source in items:
         if task == "retrieval":
@@ -112,9 +109,9 @@ def main(argv=None) -> int:
         info = export_pretrained(source, target, task=task, slice_rows=rows, commands=[run_command, ship_command],
                                  test_metrics=metrics, description=description, half=not args.no_half, **kw)
         written.append(target)
-        print(f"{name}: {info['weights_dtype']} weights, slice {info['slice_metrics']}, {folder_mb(target):.1f} MB",
-              flush=True)
-    total = sum(folder_mb(f) for f in written)
+        size = folder_megabytes(target)
+        print(f"{name}: {info['weights_dtype']} weights, slice {info['slice_metrics']}, {size:.1f} MB", flush=True)
+    total = sum(folder_megabytes(f) for f in written)
     print(f"total {total:.1f} MB in {len(written)} folders")
     if total > args.max_total_mb:
         print(f"error: the shipped folders take {total:.1f} MB, over --max_total_mb {args.max_total_mb:g}",

@@ -190,9 +190,8 @@ def test_pretrained_path_names_what_is_shipped():
         mambacode.pretrained_path("no-such-model")
     for name in names:
         assert os.path.isfile(os.path.join(mambacode.pretrained_path(name), "shipped.json"))
-    root = shipped.pretrained_root()
-    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
-    assert total <= 100 * 2**20, f"pretrained/ holds {total / 2**20:.1f} MB, over the 100 MB budget"
+    total = shipped.folder_megabytes(shipped.pretrained_root())
+    assert total <= 100, f"pretrained/ holds {total:.1f} MB, over the 100 MB budget"
 
 
 @pytest.mark.parametrize("name", mambacode.available_pretrained())
@@ -211,3 +210,39 @@ def test_shipped_checkpoint_reproduces_its_card(name):
     for key, value in measured.items():
         assert abs(value - info["slice_metrics"][key]) <= info["slice_tolerance"][key], (name, key, value, info)
         assert f"| {key} | {info['slice_metrics'][key]:.3f} |" in card
+
+
+
+def readme_quick_start() -> str:
+    """The first python block under the README's `## Quick start` heading."""
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    section = readme.split("\n## Quick start\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.skipif("s4d-hf-codesearch" not in mambacode.available_pretrained(),
+                    reason="the s4d-hf code-search checkpoint is not shipped in this checkout")
+def test_readme_quick_start_ranks_two_snippets_with_the_shipped_model(tmp_path):
+    """The quick start runs offline as printed; its scores are the cosines of each text embedded alone (python
+    floats), and the snippet that does what the query says comes first."""
+    code = readme_quick_start()
+    assert 'pretrained_path("s4d-hf-codesearch")' in code
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         stdin=subprocess.DEVNULL, cwd=str(tmp_path),
+                         env=dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules")))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Do you wish to run the custom code" not in out.stdout + out.stderr
+    printed = [line.split(None, 1) for line in out.stdout.splitlines() if line.strip()]
+    assert len(printed) == 2, out.stdout
+    namespace: dict = {}
+    exec(code.split("scores =", 1)[0], namespace)  # the query and snippets as the README defines them
+    query, snippets = namespace["query"], namespace["snippets"]
+    model, tok = shipped.load_for_task(mambacode.pretrained_path("s4d-hf-codesearch"), "retrieval")
+    q = model.encode([query], tok, batch_size=1)[0].tolist()
+    expected = []
+    for snippet in snippets:
+        c = model.encode([snippet], tok, batch_size=1)[0].tolist()
+        expected.append(sum(x * y for x, y in zip(q, c)) / math.sqrt(sum(x * x for x in q) * sum(x * x for x in c)))
+    assert expected[0] > expected[1], expected  # the README's first snippet is the one the query describes
+    assert [line[1] for line in printed] == [s.splitlines()[0] for s in snippets]
+    assert [float(line[0]) for line in printed] == pytest.approx(expected, abs=2e-3)
