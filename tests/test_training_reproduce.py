@@ -458,3 +458,33 @@ def test_driver_runs_every_fine_tuning_once_per_seed_and_reports_mean_std_and_cl
              if c["claim"] == "s4d-hf > s4d" and c["measure"].startswith("AdvTest")]
     assert hf["a"]["seeds"] == pytest.approx({"0": 0.20, "1": 0.22, "2": 0.24}) and hf["spread"] == pytest.approx(0.02)
     assert hf["verdict"] == "exceeds the spread, paper's direction"
+
+
+def test_loss_curves_read_trainer_state_and_plot_one_panel_per_stage(tmp_path):
+    from mambacode.training.reproduction_report import curves_plot, loss_curve, loss_panels
+
+    def run(folder, losses):
+        os.makedirs(folder)
+        history = [{"step": 10 * (i + 1), "loss": v, "learning_rate": 1e-3} for i, v in enumerate(losses)]
+        history += [{"step": 10 * len(losses), "eval_loss": 9.0}, {"step": 10 * len(losses), "train_loss": 1.0}]
+        with open(os.path.join(folder, "trainer_state.json"), "w") as fh:
+            json.dump({"log_history": history}, fh)
+        return str(folder)
+
+    mlm = run(tmp_path / "mlm", [5.0, 4.0, 3.5])
+    assert loss_curve(mlm) == [(10, 5.0), (20, 4.0), (30, 3.5)]  # eval and summary entries are not training loss
+    assert loss_curve(str(tmp_path)) == []
+    pre = {"s4d": MLMResult(mlm)}
+    ft = {("types", "s4d", 1): TypeInferenceResult(run(tmp_path / "t1", [2.0])),
+          ("types", "s4d", 0): TypeInferenceResult(run(tmp_path / "t0", [3.0, 2.5])),
+          ("advtest", "s4d", 0): RetrievalResult(str(tmp_path / "no-history"))}
+    assert loss_panels(pre, ft) == {"MLM": {"s4d": [(10, 5.0), (20, 4.0), (30, 3.5)]},
+                                    "type-inference fine-tuning": {"s4d": [(10, 3.0), (20, 2.5)]}}  # seed 0's
+    path = curves_plot(pre, ft, str(tmp_path / "curves.png"))
+    assert path and open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    # two panels (MLM, types; the run without a history has none): the figure is twice a panel's width
+    assert matplotlib.image.imread(path).shape[1] == round(2 * 4.4 * 110)
+    assert curves_plot({}, {("advtest", "s4d", 0): RetrievalResult(str(tmp_path / "no-history"))},
+                       str(tmp_path / "none.png")) is None

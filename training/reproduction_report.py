@@ -308,6 +308,56 @@ def results_plot(rows: dict, path: str) -> str | None:
     return path
 
 
+def loss_curve(folder: str) -> list[tuple[int, float]]:
+    """(step, training loss) of every logged step of the Trainer run in `folder` (its `trainer_state.json`; a
+    run made in pieces has one history), [] when the folder has none."""
+    path = os.path.join(folder, "trainer_state.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        history = json.load(fh).get("log_history", [])
+    return [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
+
+
+def loss_panels(pretrained: dict, finetuned: dict) -> dict:
+    """{panel title: {model name: loss_curve}}: MLM per variant, then one panel per fine-tuning task with each
+    model's first seed; runs without a history and panels left empty are dropped."""
+    panels = {"MLM": {v: loss_curve(r.output_dir) for v, r in pretrained.items()}}
+    for (task, name), per_seed in seed_runs(finetuned).items():
+        title = TASK_TITLES.get(task, task).split(" ")[0] + " fine-tuning"
+        panels.setdefault(title, {})[name] = loss_curve(per_seed[min(per_seed)].output_dir)
+    panels = {title: {n: c for n, c in curves.items() if c} for title, curves in panels.items()}
+    return {title: curves for title, curves in panels.items() if curves}
+
+
+def curves_plot(pretrained: dict, finetuned: dict, path: str) -> str | None:
+    """Training loss against optimizer step, one panel per stage (`loss_panels`), so a reader sees whether a stage
+    was still improving when its budget ended (None without matplotlib or without any history)."""
+    panels = loss_panels(pretrained, finetuned)
+    if not panels:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for name, curve in curves.items():
+            ax.plot([c[0] for c in curve], [c[1] for c in curve], label=name, linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def timing_table(timings: dict, earlier=(), invocation_seconds: float | None = None) -> str:
     """Wall seconds per stage (`timings`, in run order; `earlier`: stages finished by an earlier invocation, whose
     seconds come from their markers), their sum, and this invocation's own time before the report."""
@@ -400,7 +450,7 @@ def markdown_to_html(text: str, base: str) -> str:
 def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, finetuned: dict, probes: dict,
                  spectra: dict, timings: dict, manifest: dict | None = None, earlier=(),
                  invocation_seconds: float | None = None) -> str:
-    """Write report.md, report.html, results.json, claims.json and results.png to `output_dir`; returns
+    """Write report.md, report.html, results.json, claims.json, results.png and curves.png to `output_dir`; returns
     report.md's path. `finetuned` / `spectra`: keyed (task, name[, seed]); `probes`: {'pretrained' |
     'finetuned[-seed<s>]': ProbeResult}."""
     rows = results_rows(pretrained, finetuned)
@@ -411,6 +461,8 @@ def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, fi
     figures = []
     if results_plot(rows, os.path.join(output_dir, "results.png")):
         figures.append(("Table 1 metrics (higher is better)", "results.png"))
+    if curves_plot(pretrained, finetuned, os.path.join(output_dir, "curves.png")):
+        figures.append(("Training loss per stage (first seed)", "curves.png"))
     for stage, result in probes.items():
         if result.figure and os.path.exists(result.figure):
             figures.append((f"Probes of the {stage} models", os.path.relpath(result.figure, output_dir)))
@@ -431,4 +483,5 @@ def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, fi
 
 __all__ = ["MeanStd", "seed_runs", "results_rows", "baseline_row", "results_table", "retrieval_table", "probe_runs",
            "probe_accuracy", "probe_table", "test_pairs_line", "spectrum_table", "timing_table", "model_label",
+           "loss_curve", "loss_panels", "curves_plot",
            "model_path_key", "render_report", "sources_section", "markdown_to_html", "write_report"]
