@@ -35,6 +35,7 @@ SLICE_FILE = "eval_slice.jsonl"
 REPORTED_DECIMALS = 3  # the card's precision for slice metrics (0.1 point of a percentage, as the README tables)
 MASK_PROBABILITY = 0.15
 LOSS_TOLERANCE = 1e-4  # relative, for the MLM loss
+WHOLE_TEST_SPLIT = "Metrics on the whole test split, from the run that trained it:"
 
 
 def slice_tolerances(task: str, metrics: dict, rows: int) -> dict:
@@ -174,12 +175,14 @@ def _within_reported_precision(a: dict, b: dict, keys) -> bool:
 
 
 def export_pretrained(source: str, target: str, *, task: str, slice_rows: list[dict], commands: list[str],
-                      test_metrics: dict | None = None, description: str = "", max_query_length: int = 64,
+                      test_metrics: dict | None = None, test_metrics_caption: str = WHOLE_TEST_SPLIT,
+                      description: str = "", max_query_length: int = 64,
                       max_code_length: int = 256, max_length: int = 256, half: bool = True) -> dict:
     """Write the shipped folder `target` from the trained folder `source` (a `run_mlm` / `run_retrieval` output):
     weights (float16 when that moves no slice metric by half a unit of the card's precision, else float32), tokenizer,
     remote code, checksums, `eval_slice.jsonl` (`slice_rows`: dicts with `code`, and `query` for retrieval),
-    `shipped.json` and the card (the training card plus a 'Shipped checkpoint' section). Returns shipped.json.
+    `shipped.json` and the card (the training card plus a 'Shipped checkpoint' section, where `test_metrics`, the
+    training run's own evaluation, appear under `test_metrics_caption`, which says on what). Returns shipped.json.
     The folder is written beside `target` and takes its place at the end (`atomic_directory`)."""
     from transformers import AutoTokenizer
 
@@ -193,7 +196,8 @@ def export_pretrained(source: str, target: str, *, task: str, slice_rows: list[d
     if not slice_rows:
         raise ValueError("export_pretrained: empty slice")
     info = {"task": task, "source": os.path.basename(os.path.normpath(source)), "slice_rows": len(slice_rows),
-            "commands": list(commands), "test_metrics": test_metrics or {}, "description": description}
+            "commands": list(commands), "test_metrics": test_metrics or {},
+            "test_metrics_caption": test_metrics_caption, "description": description}
     info.update({"max_query_length": max_query_length, "max_code_length": max_code_length} if task == "retrieval"
                 else {"max_length": max_length})
     model, tokenizer = load_for_task(source, task)
@@ -262,7 +266,7 @@ def _card_text(source: str, info: dict, name: str, config) -> str:
              "| metric | value | tolerance |", "|---|---|---|",
              metric_rows, ""]
     if test_rows:
-        lines += ["Metrics on the whole test split, from the run that trained it:", "", "| metric | value |",
+        lines += [info.get("test_metrics_caption", WHOLE_TEST_SPLIT), "", "| metric | value |",
                   "|---|---|", test_rows, ""]
     lines += ["Made by:", "", "```bash", *info["commands"], "```", ""]
     return base + "\n".join(lines)

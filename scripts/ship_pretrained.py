@@ -104,7 +104,9 @@ def main(argv=None) -> int:
             metrics = {k: v for k, v in _results(source).items() if k in ("eval_loss", "perplexity")}
             description = (f"The {name[:-4]} encoder pretrained with masked language modelling on the MambaCode "
                            "corpus; the slice is code of the package-disjoint test split.")
-            kw = dict(max_length=preset.mlm_seq)
+            kw = dict(max_length=preset.mlm_seq, test_metrics_caption=(
+                "MLM loss and perplexity of the run that trained it, on the first 200 texts of the validation split "
+                f"in {preset.mlm_seq}-token blocks (its own final evaluation):"))
         target = os.path.join(args.output_dir, name)
         info = export_pretrained(source, target, task=task, slice_rows=rows, commands=[run_command, ship_command],
                                  test_metrics=metrics, description=description, half=not args.no_half, **kw)
