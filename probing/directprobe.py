@@ -19,6 +19,7 @@ clusters and are counted in `n_conflicts_`.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import time
 
@@ -91,57 +92,7 @@ class DirectProbe:
         rng = np.random.default_rng(self.random_state)
         self.stats_ = SeparabilityStats()
         self._X = X
-        # clusters: id -> (label, index array); certified separable pairs by id
-        clusters: dict[int, tuple] = {}
-        next_id = itertools.count()
-        for lab in self.classes_:
-            clusters[next(next_id)] = (lab, np.flatnonzero(y == lab))
-        sep = set()  # frozenset({i, j}) of clusters certified separable
-        stuck = set()  # singleton pairs that cannot be split further (identical points)
-
-        split_mode = "exact" if self.exact else "svm"
-        # phase 1 + 2: split until every cross-label pair is certified separable
-        pbar = tqdm(desc="DirectProbe split", disable=not self.verbose, unit="check")
-        while True:
-            bad = None
-            ids = sorted(clusters)
-            for i, j in itertools.combinations(ids, 2):
-                li, lj = clusters[i][0], clusters[j][0]
-                key = frozenset((i, j))
-                if li == lj or key in sep or key in stuck:
-                    continue
-                pbar.update(1)
-                if separable(X[clusters[i][1]], X[clusters[j][1]], self.stats_, mode=split_mode):
-                    sep.add(key)
-                    continue
-                bad = (i, j)
-                break
-            if bad is None:
-                break
-            i, j = bad
-            split_any = False
-            for c in (i, j):
-                lab, idx = clusters[c]
-                if len(idx) < 2:
-                    continue
-                mask = _two_means(X[idx], rng)
-                del clusters[c]
-                new_ids = []
-                for part in (idx[mask], idx[~mask]):
-                    nid = next(next_id)
-                    clusters[nid] = (lab, part)
-                    new_ids.append(nid)
-                # inherit certificates: parts of a set separable from K are separable from K
-                for key in list(sep):
-                    if c in key:
-                        (other,) = tuple(key - {c})
-                        sep.update(frozenset((n, other)) for n in new_ids)
-                        sep.discard(key)
-                split_any = True
-            if not split_any:  # two singletons that the checks cannot separate: decide exactly
-                ok = separable(X[clusters[i][1]], X[clusters[j][1]], self.stats_, mode="exact")
-                (sep if ok else stuck).add(frozenset((i, j)))
-        pbar.close()
+        clusters, next_id, stuck = self._split(X, y, rng)
 
         # phase 3: merge bottom-up
         clusters = self._merge(X, clusters, next_id, stuck)
@@ -157,6 +108,69 @@ class DirectProbe:
         self.cluster_distances_ = self._cluster_distances() if self.distances else None
         self.fit_time_ = time.perf_counter() - t0
         return self
+
+    def _split(self, X, y, rng):
+        """Phases 1 and 2: one cluster per label, split by 2-means until every pair of clusters of different
+        labels is certified separable (or is two identical points, `stuck`). Returns (clusters {id: (label,
+        indices)}, the id counter, stuck pairs)."""
+        # clusters: id -> (label, index array); certified separable pairs by id
+        clusters: dict[int, tuple] = {}
+        next_id = itertools.count()
+        for lab in self.classes_:
+            clusters[next(next_id)] = (lab, np.flatnonzero(y == lab))
+        certified = {c: set() for c in clusters}  # cluster -> the clusters of other labels it is proven apart from
+        stuck = set()  # singleton pairs that cannot be split further (identical points)
+
+        split_mode = "exact" if self.exact else "svm"
+        # phase 1 + 2: split until every cross-label pair is certified separable. The pairs still to check wait in
+        # a heap, smallest (i, j) first: the order a rescan of all pairs after every split would meet them in,
+        # at the cost of the new pairs only (a rescan is cubic in the number of clusters, and overlapping
+        # classes split into hundreds of clusters).
+        pending = [(i, j) for i, j in itertools.combinations(sorted(clusters), 2) if clusters[i][0] != clusters[j][0]]
+        heapq.heapify(pending)
+        pbar = tqdm(desc="DirectProbe split", disable=not self.verbose, unit="check")
+        while pending:
+            i, j = heapq.heappop(pending)
+            if i not in clusters or j not in clusters or j in certified[i] or frozenset((i, j)) in stuck:
+                continue  # a part of a split cluster, or a pair already settled (pushed twice)
+            pbar.update(1)
+            if separable(X[clusters[i][1]], X[clusters[j][1]], self.stats_, mode=split_mode):
+                certified[i].add(j)
+                certified[j].add(i)
+                continue
+            new_ids = []
+            for c in (i, j):
+                lab, idx = clusters[c]
+                if len(idx) < 2:
+                    continue
+                mask = _two_means(X[idx], rng)
+                del clusters[c]
+                parts = []
+                for part in (idx[mask], idx[~mask]):
+                    nid = next(next_id)
+                    clusters[nid] = (lab, part)
+                    parts.append(nid)
+                # inherit certificates: parts of a set separable from K are separable from K
+                inherited = certified.pop(c)
+                for other in inherited:
+                    certified[other].discard(c)
+                    certified[other].update(parts)
+                certified.update({nid: set(inherited) for nid in parts})
+                new_ids += parts
+            if not new_ids:  # two singletons that the checks cannot separate: decide exactly
+                if separable(X[clusters[i][1]], X[clusters[j][1]], self.stats_, mode="exact"):
+                    certified[i].add(j)
+                    certified[j].add(i)
+                else:
+                    stuck.add(frozenset((i, j)))
+                continue
+            for n in new_ids:
+                lab = clusters[n][0]
+                for other, (other_lab, _) in clusters.items():
+                    if other_lab != lab and other not in certified[n]:
+                        heapq.heappush(pending, (min(n, other), max(n, other)))
+        pbar.close()
+        return clusters, next_id, stuck
 
     def _merge(self, X, clusters, next_id, stuck):
         merge_mode = "exact" if self.exact else "svm"

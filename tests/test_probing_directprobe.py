@@ -126,3 +126,66 @@ def test_noisy_overlapping_classes_still_satisfy_invariants():
         for j in range(i + 1, dp.n_clusters_):
             if dp.cluster_labels_[i] != dp.cluster_labels_[j]:
                 assert _lp_check(X[dp.clusters_[i]], X[dp.clusters_[j]]) is True
+
+
+def rescan_split(X, y, seed=0):
+    """Phases 1-2 the plain way: after every split, scan all cluster pairs again from the first and check the
+    first one of different labels not yet certified (the reference for the heap of pending pairs)."""
+    import itertools
+
+    from mambacode.probing.directprobe import _two_means
+    from mambacode.probing.hull import SeparabilityStats, separable
+
+    rng, stats = np.random.default_rng(seed), SeparabilityStats()
+    clusters = {k: (lab, np.flatnonzero(y == lab)) for k, lab in enumerate(np.unique(y))}
+    next_id, sep, stuck = len(clusters), set(), set()
+    while True:
+        bad = None
+        for i, j in itertools.combinations(sorted(clusters), 2):
+            if clusters[i][0] == clusters[j][0] or frozenset((i, j)) in sep | stuck:
+                continue
+            if separable(X[clusters[i][1]], X[clusters[j][1]], stats, mode="exact"):
+                sep.add(frozenset((i, j)))
+                continue
+            bad = (i, j)
+            break
+        if bad is None:
+            return clusters, stuck, stats.as_dict()
+        split = False
+        for c in bad:
+            lab, idx = clusters[c]
+            if len(idx) < 2:
+                continue
+            mask = _two_means(X[idx], rng)
+            del clusters[c]
+            clusters[next_id], clusters[next_id + 1] = (lab, idx[mask]), (lab, idx[~mask])
+            for key in [k for k in sep if c in k]:
+                sep.discard(key)
+                sep |= {frozenset((next_id, *(key - {c}))), frozenset((next_id + 1, *(key - {c})))}
+            next_id, split = next_id + 2, True
+        if not split:
+            i, j = bad
+            ok = separable(X[clusters[i][1]], X[clusters[j][1]], stats, mode="exact")
+            (sep if ok else stuck).add(frozenset(bad))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_split_phase_matches_a_full_rescan_after_every_split(seed):
+    """Overlapping classes (and identical points under two labels) split into many clusters; the heap of pending
+    pairs must check the same pairs in the same order as rescanning everything, so the clusters, the stuck pairs
+    and every separability count are the same."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(150, 3))
+    y = rng.integers(0, 3, size=150)
+    X[:6] = X[6:12]  # identical points: where labels differ they can never be separated
+    probe = DirectProbe(random_state=seed)
+    from mambacode.probing.hull import SeparabilityStats
+
+    probe.classes_, probe.stats_ = np.unique(y), SeparabilityStats()
+    clusters, _, stuck = probe._split(X, y, np.random.default_rng(seed))
+    ref_clusters, ref_stuck, ref_stats = rescan_split(X, y, seed)
+    assert len(clusters) > 20  # the case the heap is for: many clusters
+    assert sorted(clusters) == sorted(ref_clusters)
+    for c in clusters:
+        assert clusters[c][0] == ref_clusters[c][0] and np.array_equal(clusters[c][1], ref_clusters[c][1])
+    assert stuck == ref_stuck and probe.stats_.as_dict() == ref_stats
