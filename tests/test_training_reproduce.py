@@ -6,6 +6,7 @@ import importlib.util
 import json
 import logging
 import os
+import time
 
 import pytest
 
@@ -63,6 +64,32 @@ def test_stage_wall_times_are_kept_in_markers_and_read_back_on_resume(tmp_path, 
     again("a", str(tmp_path / "a"), lambda: pytest.fail("ran again"), MLMResult)
     again("b", str(tmp_path / "b"), lambda: pytest.fail("ran again"), done=lambda: True)
     assert again.timings == {"a": 3.2, "b": 0.5} and again.earlier == {"a", "b"}
+
+
+def test_a_stage_killed_and_resumed_counts_the_time_of_every_piece(tmp_path):
+    logs = tmp_path / "logs"
+    seen = []
+
+    def slow():
+        time.sleep(0.35)  # several heartbeats: the file holds this piece's seconds so far
+        seen.append(json.load(open(logs / "a.pieces.json")))
+        return MLMResult("m")
+
+    stage = StageRunner(str(logs), heartbeat=0.05)
+    stage("a", str(tmp_path / "a"), slow, MLMResult)
+    assert len(seen[0]) == 1 and 0.05 <= seen[0][0] <= 0.35  # written while it ran
+    assert not (logs / "a.pieces.json").exists()  # finished: the marker holds the pieces
+    marker = json.load(open(tmp_path / "a" / ".done"))
+    assert len(marker["pieces"]) == 1 and marker["seconds"] == pytest.approx(0.35, abs=0.1)
+    # a piece killed after 1234.5 s left its heartbeat file behind; the resumed stage adds its own time
+    (logs / "b.pieces.json").write_text("[600.0, 1234.5]")
+    stage("b", str(tmp_path / "b"), lambda: MLMResult("m"), MLMResult)
+    marker = json.load(open(tmp_path / "b" / ".done"))
+    assert marker["pieces"][:2] == [600.0, 1234.5] and len(marker["pieces"]) == 3
+    assert 1834.5 <= marker["seconds"] <= 1835.0 and stage.timings["b"] == marker["seconds"]
+    (logs / "c.pieces.json").write_text("not json")  # unreadable: counted as no earlier piece
+    stage("c", str(tmp_path / "c"), lambda: MLMResult("m"), MLMResult)
+    assert json.load(open(tmp_path / "c" / ".done"))["seconds"] < 1
 
 
 def test_training_arguments_seed_and_bf16(rp):

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -153,12 +154,16 @@ class StageRunner:
     """Runs named stages once: output to `<logs>/<name>.log`, result and wall time kept in `<folder>/.done`.
 
     `timings` holds each stage's wall seconds, for stages skipped now too (read back from their markers, and
-    named in `earlier`), so a run made of several pieces still reports every stage's time."""
+    named in `earlier`), so a run made of several pieces still reports every stage's time. A stage itself
+    killed and resumed (training stages resume from their checkpoints) counts the time of every piece: while it
+    runs, its seconds so far are written to `<logs>/<name>.pieces.json` every `heartbeat` seconds, so a killed
+    piece loses at most that much of its time; the marker keeps the sum and the pieces."""
 
     logs: str
     verbose: bool = False
     timings: dict = field(default_factory=dict)
     earlier: set = field(default_factory=set)
+    heartbeat: float = 30.0
 
     def __call__(self, name: str, folder: str, fn, result_type=None, done=None):
         """`fn()` unless `folder/.done` (or `done()`, for folders another tool owns) says it ran; returns its
@@ -175,7 +180,18 @@ class StageRunner:
         os.makedirs(self.logs, exist_ok=True)
         log_path = os.path.join(self.logs, f"{name}.log")
         logger.info("[run ] %s  (log: %s)", name, log_path)
+        pieces_path = os.path.join(self.logs, f"{name}.pieces.json")
+        pieces = _read_pieces(pieces_path) + [0.0]  # the seconds of earlier, killed pieces of this stage
         start = time.time()
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(self.heartbeat):
+                pieces[-1] = round(time.time() - start, 1)
+                atomic_write_text(pieces_path, json.dumps(pieces))
+
+        beating = threading.Thread(target=beat, name=f"stage-heartbeat-{name}", daemon=True)
+        beating.start()
         with open(log_path, "a", buffering=1) as log:
             try:
                 with contextlib.nullcontext() if self.verbose else _output_to(log):
@@ -186,14 +202,32 @@ class StageRunner:
                 traceback.print_exc(file=log)
                 detail = f"exit status {exc.code}" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
                 raise StageError(f"stage '{name}' failed ({detail}); see {log_path}") from exc
+            finally:
+                stop.set()
+                beating.join()
         end = time.time()
-        self.timings[name] = round(end - start, 1)
+        pieces[-1] = round(end - start, 1)
+        self.timings[name] = round(sum(pieces), 1)
         self.earlier.discard(name)
-        record = {"stage": name, "seconds": self.timings[name], "started": _utc(start), "finished": _utc(end),
+        record = {"stage": name, "seconds": self.timings[name], "pieces": pieces, "started": _utc(start),
+                  "finished": _utc(end),
                   "result": dataclasses.asdict(result) if result_type is not None and done is None else None}
         atomic_write_text(marker, json.dumps(record))
+        if os.path.exists(pieces_path):
+            os.remove(pieces_path)
         logger.info("[done] %s in %.1f s", name, self.timings[name])
         return result
+
+
+def _read_pieces(path: str) -> list[float]:
+    """The seconds of the earlier pieces of a stage (its heartbeat file), [] if none or unreadable."""
+    try:
+        with open(path) as fh:
+            pieces = json.load(fh)
+    except (OSError, ValueError):
+        return []
+    return [float(x) for x in pieces] if isinstance(pieces, list) and all(
+        isinstance(x, (int, float)) for x in pieces) else []
 
 
 def _utc(seconds: float) -> str:
