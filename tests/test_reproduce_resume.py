@@ -100,6 +100,7 @@ def test_killed_reproduce_resumes_without_rerunning_finished_stages(run_dir):
     (held_out,) = [line for line in lines if line.startswith("Held-out test pairs per task: ")]
     for task, t in probe_set["tasks"].items():
         flagged = sum(1 for pair in t["pairs"] if pair[4])
+        assert abs(flagged / len(t["pairs"]) - 0.5) <= 0.15, (task, flagged)  # the cpu preset holds out half
         count = int(held_out.split(f"{task} ")[1].split(" ")[0].rstrip(",.").replace(",", ""))
         assert 0 < count <= flagged, (task, count, flagged, held_out)
     claims = lines[lines.index("## Claims"):lines.index("## Wall time per stage")]

@@ -91,6 +91,7 @@ class Preset:
     warmup_ratio: float | None = None  # warm-up as a fraction of each stage's steps (None: `warmup` steps)
     length_grouped: bool = False  # retrieval fine-tuning batches of similar query + code length (less padding)
     lr_schedule: str = "cosine"  # transformers' lr_scheduler_type of every training stage ('cosine', 'linear')
+    probe_test_fraction: float = 0.2  # probe pairs held out for testing (the paper's 80/20 split by default)
 
     def finetune_steps(self, task: str) -> int:
         """The fine-tuning steps of `task`: its entry in `task_steps`, else `ft_steps`."""
@@ -383,7 +384,8 @@ def probe(preset: Preset, models: list[str], output_dir: str, corpus: str, probe
     else:
         snippets = read_snippets(corpus, language="python", max_snippets=preset.probe_snippets, seed=0)
         pairs = build_probe_set(snippets, "python", tasks=list(PROBE_TASKS),
-                                n_per_class=preset.probe_pairs, seed=0, max_tokens=256)
+                                n_per_class=preset.probe_pairs, seed=0, max_tokens=256,
+                                test_fraction=preset.probe_test_fraction)
         pairs.save(os.path.join(output_dir, "probe_set.json"))
     results = probe_models(models, pairs, [t for t in PROBE_TASKS if t in pairs.tasks],
                            probes=preset.probe_kinds.split(","), cache_dir=os.path.join(output_dir, "feature_cache"),
