@@ -147,13 +147,6 @@ def slice_metrics(model, tokenizer, info: dict, rows: list[dict]) -> dict:
     return mlm_slice_metrics(model, tokenizer, [r["code"] for r in rows], info["max_length"])
 
 
-def shipped_slice_metrics(folder: str) -> dict:
-    """The slice metrics of a shipped folder, loaded here in float32 (what its card claims, up to the tolerance)."""
-    info = shipped_info(folder)
-    model, tokenizer = load_for_task(folder, info["task"])
-    return slice_metrics(model, tokenizer, info, read_slice(folder))
-
-
 def folder_megabytes(folder: str) -> float:
     """Bytes of every file under `folder`, in MiB (the 100 MB budget of `pretrained/`)."""
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files) / 2**20
@@ -266,12 +259,12 @@ def _card_text(source: str, info: dict, name: str, config) -> str:
              "| metric | value | tolerance |", "|---|---|---|",
              metric_rows, ""]
     if test_rows:
-        lines += [info.get("test_metrics_caption", WHOLE_TEST_SPLIT), "", "| metric | value |",
+        lines += [info["test_metrics_caption"], "", "| metric | value |",
                   "|---|---|", test_rows, ""]
     lines += ["Made by:", "", "```bash", *info["commands"], "```", ""]
     return base + "\n".join(lines)
 
 
-__all__ = ["pretrained_path", "available_pretrained", "shipped_info", "slice_metrics", "shipped_slice_metrics",
-           "folder_megabytes", "retrieval_slice_metrics",
-           "mlm_slice_metrics", "mask_positions", "export_pretrained", "load_for_task", "read_slice"]
+__all__ = ["pretrained_path", "available_pretrained", "shipped_info", "slice_metrics", "folder_megabytes",
+           "retrieval_slice_metrics", "mlm_slice_metrics", "mask_positions", "export_pretrained", "load_for_task",
+           "read_slice"]

@@ -278,14 +278,33 @@ def spectrum_table(spectra: dict) -> str:
                            "mean abs delta log10 LHFR per layer"], body)
 
 
-def results_plot(rows: dict, path: str) -> str | None:
-    """Bar charts of the three task metrics, with the seed std as error bars (None without matplotlib)."""
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or None where matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def _save_figure(fig, path: str) -> str:
+    """Lay out `fig`, write it to `path` as a PNG atomically, close it; returns `path`."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def results_plot(rows: dict, path: str) -> str | None:
+    """Bar charts of the three task metrics, with the seed std as error bars (None without matplotlib)."""
+    plt = _pyplot()
+    if plt is None:
         return None
     names = _ordered(rows)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -301,11 +320,7 @@ def results_plot(rows: dict, path: str) -> str | None:
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
         ax.set_title(TASK_TITLES[key])
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def loss_curve(folder: str) -> list[tuple[int, float]]:
@@ -336,12 +351,8 @@ def curves_plot(pretrained: dict, finetuned: dict, path: str) -> str | None:
     panels = loss_panels(pretrained, finetuned)
     if not panels:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels.items()):
@@ -351,11 +362,7 @@ def curves_plot(pretrained: dict, finetuned: dict, path: str) -> str | None:
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def timing_table(timings: dict, earlier=(), invocation_seconds: float | None = None) -> str:
