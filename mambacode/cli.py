@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_index)
     s = verbs.add_parser("search", help="rank the indexed functions for a query",
                          description=f"Rank the functions of INDEX_DIR for QUERY: dense (cosine of the MambaCode "
-                                     f"embeddings), bm25, or hybrid (reciprocal-rank fusion of both, k={RRF_K}).")
+                                     f"embeddings), bm25, or hybrid (reciprocal-rank fusion of both: the weights the "
+                                     f"model's validation split chose, config.hybrid_fusion, else equal weights "
+                                     f"and k={RRF_K}).")
     s.add_argument("query", metavar="QUERY")
     s.add_argument("--index", required=True, metavar="INDEX_DIR")
     s.add_argument("-k", type=int, default=10, help="number of hits")

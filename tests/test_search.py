@@ -15,7 +15,7 @@ import torch
 
 from mambacode import MambaCodeForRetrieval
 from mambacode.cli import main
-from mambacode.search import (CodeIndex, SearchIndexError, Searcher, build_index, code_tokens,
+from mambacode.search import (CodeIndex, Fusion, SearchIndexError, Searcher, build_index, code_tokens,
                               reciprocal_rank_fusion, scan_sources)
 from mambacode.search.model import PROBE_TEXT
 
@@ -171,6 +171,22 @@ def test_rrf_against_hand_computation(setup):
     assert [(h.path, h.line) for h in hits] == [(EXPECTED[d][0], EXPECTED[d][1]) for d in want]
     np.testing.assert_allclose([h.score for h in hits], [score[d] for d in want], rtol=1e-12)
     assert hits[0].name == "circle_area"  # first in BM25, so first or tied-first after fusion
+    # a fine-tuned model's config carries the fusion its validation split chose: the searcher weighs by it
+    model, tokenizer = searcher.model, searcher.tokenizer
+    model.config.hybrid_fusion = {"dense_weight": 0.3, "k": 10, "chosen_on": "retrieval:validation"}
+    try:
+        weighted = Searcher(setup["index"], model=model, tokenizer=tokenizer)
+        assert weighted.fusion == Fusion(0.3, 10)
+        score = {}
+        for ranking, weight in ((dense, 0.3), (bm25, 1.0)):
+            for r, doc in enumerate(ranking):
+                score[doc] = score.get(doc, 0.0) + weight / (10 + r + 1)
+        hits = weighted.search(query, k=4, mode="hybrid")
+        want = sorted(score, key=lambda d: -score[d])[:4]
+        assert [(h.path, h.line) for h in hits] == [(EXPECTED[d][0], EXPECTED[d][1]) for d in want]
+        np.testing.assert_allclose([h.score for h in hits], [score[d] for d in want], rtol=1e-12)
+    finally:
+        del model.config.hybrid_fusion
 
 
 def test_incremental_reindex_embeds_only_the_changed_function_and_drops_deleted_files(setup, tmp_path, tiny,

@@ -12,7 +12,8 @@ from datasets import Dataset
 from mambacode.search import code_tokens
 from mambacode.training import RetrievalResult, load_metric
 from mambacode.training import evaluation
-from mambacode.training.baselines import baseline_metrics, bm25_scores, hybrid_scores, ranking
+from mambacode.search.fusion import Fusion, fusion_grid, reciprocal_rank_fusion
+from mambacode.training.baselines import baseline_metrics, bm25_scores, hybrid_scores, ranking, tune_fusion
 from mambacode.training.evaluation import evaluate_retrieval, metrics_by_ranker
 
 POOL = ["def parse_config(path):\n    return json.load(open(path))",
@@ -87,6 +88,76 @@ def test_rrf_of_two_hand_written_rankings():
     np.testing.assert_array_equal(hybrid_scores(dense[:1], lexical[:1], k=0), [[1, 3, 2, 4]])
     with pytest.raises(ValueError, match="differ in shape"):
         hybrid_scores(dense, lexical[:1])
+
+
+def test_weighted_fusion_by_hand():
+    # dense [1, 2, 3, 0] with weight 0.2, BM25 [3, 0, 2] with weight 1, k = 60:
+    # cand 0: 0.2/64 + 1/62; cand 1: 0.2/61; cand 2: 0.2/62 + 1/63; cand 3: 0.2/63 + 1/61
+    expected = {0: 0.2 / 64 + 1 / 62, 1: 0.2 / 61, 2: 0.2 / 62 + 1 / 63, 3: 0.2 / 63 + 1 / 61}
+    fused = reciprocal_rank_fusion([[1, 2, 3, 0], [3, 0, 2]], 60, [0.2, 1.0])
+    assert [d for d, _ in fused] == [3, 0, 2, 1]  # BM25's order, the dense-only candidate last
+    for doc, score in fused:
+        assert score == pytest.approx(expected[doc], abs=1e-15)
+    dense = np.array([[0.1, 0.9, 0.5, 0.3]])
+    lexical = np.array([[2.0, 0.0, 0.5, 3.0]])
+    np.testing.assert_array_equal(hybrid_scores(dense, lexical, 60, 0.2), [[3, 1, 2, 4]])
+    # weight 3: the dense ranks decide between BM25's candidates: cand 2 (dense 2nd, BM25 3rd) overtakes
+    # cand 3 (dense 3rd, BM25 1st), and both pass cand 0; the dense-only cand 1 stays last
+    assert 3 / 62 + 1 / 63 > 3 / 63 + 1 / 61 > 3 / 64 + 1 / 62 > 3 / 61
+    np.testing.assert_array_equal(hybrid_scores(dense, lexical, 60, 3.0), [[2, 1, 4, 3]])
+    with pytest.raises(ValueError, match="2 weights for 1 rankings"):
+        reciprocal_rank_fusion([[1]], 60, [1.0, 1.0])
+
+
+def test_hybrid_scores_match_reciprocal_rank_fusion_row_by_row():
+    """The all-rows-at-once hybrid against the dict-based fusion per row, with tied scores in both rankers and
+    rows where BM25 retrieves nothing."""
+    rng = np.random.default_rng(0)
+    dense = rng.integers(0, 6, size=(40, 30)) / 5.0  # many ties
+    lexical = np.where(rng.random((40, 30)) < 0.6, 0.0, rng.integers(1, 4, size=(40, 30)).astype(float))
+    lexical[:3] = 0.0
+    for k, weight in ((60, 1.0), (10, 0.3), (0, 2.0)):
+        out = hybrid_scores(dense, lexical, k, weight)
+        for row in range(len(dense)):
+            fused = reciprocal_rank_fusion([ranking(dense[row]), ranking(lexical[row], positive_only=True)], k,
+                                           [weight, 1.0])
+            want = np.zeros(30)
+            want[[doc for doc, _ in fused]] = np.arange(30, 0, -1)
+            np.testing.assert_array_equal(out[row], want)
+
+
+def test_tune_fusion_follows_the_better_ranker():
+    """BM25 puts every gold second, behind the next candidate. A dense ranker that puts every gold first lifts it
+    to the top with enough weight (not with 0.1 at k = 10: 0.1/11 + 1/12 < 1/11 + 0.1/22); one that puts every
+    gold last costs a large weight its second places (3/11, 3/12 and 3/13 all beat 3/22 + 1/12), and on the
+    MRR ties that remain the grid's first candidate (equal weights, k = 60) is kept."""
+    n = 12
+    gold = list(range(n))
+    lexical = np.zeros((n, n))
+    for q in range(n):
+        lexical[q, q], lexical[q, (q + 1) % n] = 1.0, 2.0
+    best, table = tune_fusion(np.eye(n), lexical, gold)
+    assert len(table) == len(fusion_grid()) and table[f"w={best.dense_weight:g},k={best.k}"] == pytest.approx(1.0)
+    assert table["w=0.1,k=10"] == pytest.approx(0.5)
+    assert 0.1 / 11 + 1 / 12 < 1 / 11 + 0.1 / 22
+    best, table = tune_fusion(-np.eye(n), lexical, gold)
+    assert best == Fusion(1.0, 60) and table["w=1,k=60"] == pytest.approx(0.5)
+    assert min(3 / 11, 3 / 12, 3 / 13) > 3 / 22 + 1 / 12 and table["w=3,k=10"] < 0.5
+
+
+def test_fusion_of_a_config():
+    class Config:
+        pass
+
+    config = Config()
+    assert Fusion.of_config(config) == Fusion(1.0, 60)
+    config.hybrid_fusion = {"dense_weight": 0.3, "k": 10, "chosen_on": "retrieval:validation"}
+    assert Fusion.of_config(config) == Fusion(0.3, 10)
+    config.hybrid_fusion = {"weight": 0.3}
+    with pytest.raises(ValueError, match="config.hybrid_fusion"):
+        Fusion.of_config(config)
+    with pytest.raises(ValueError, match="dense_weight=0"):
+        Fusion(0.0, 60)
 
 
 def test_hybrid_metrics_by_hand():

@@ -251,7 +251,9 @@ def test_report_from_typed_results(tmp_path):
     pre = {"s4d": MLMResult(out + "/pretrain/s4d", perplexity=123.456, encoder_parameters=1234567)}
     ft = {("advtest", "s4d"): RetrievalResult("x", test_metrics={"test": {"mrr": 0.5}, "retrieval_adv": {"mrr": 0.1234}},
                                               bm25_metrics={"test": {"mrr": 0.75}, "retrieval_adv": {"mrr": 0.0625}},
-                                              hybrid_metrics={"test": {"mrr": 0.625}, "retrieval_adv": {"mrr": 0.1}}),
+                                              hybrid_metrics={"test": {"mrr": 0.625}, "retrieval_adv": {"mrr": 0.1}},
+                                              fusion={"dense_weight": 0.2, "k": 10, "chosen_on": "retrieval:validation",
+                                                      "validation_mrr": 0.478, "validation_mrr_equal_weights": 0.4097}),
           ("advtest", "rocoder"): RetrievalResult("v", test_metrics={"test": {"mrr": 0.375}},
                                                   bm25_metrics={"test": {"mrr": 0.75}, "retrieval_adv": {"mrr": 0.0625}}),
           ("longctx", "s4d"): RetrievalResult("y", test_metrics={"test": {"mrr": 0.25}},
@@ -288,7 +290,9 @@ def test_report_from_typed_results(tmp_path):
         "| s4d (dense) | 12.34 | 50.00 | 25.00 |",
         "| s4d + BM25 (hybrid) | 10.00 | 62.50 | 35.00 |",
         "| rocoder (dense) | – | 37.50 | 12.50 |",
-        "| rocoder + BM25 (hybrid) | – | – | – |"]
+        "| rocoder + BM25 (hybrid) | – | – | – |",
+        "| model | task | seed | w | k | validation hybrid MRR | with w = 1, k = 60 |",  # only s4d chose one
+        "| s4d | advtest | 0 | 0.2 | 10 | 47.80 | 40.97 |"]
     assert ("**Note:** BM25 differs between the longctx runs on the `test` pool (rocoder: 20.00, s4d: 30.00): they "
             "were tested on different pools, so the BM25 cell is left empty.") in lines
     # probing: one row per model over both runs, columns task x layer in order of appearance
@@ -312,7 +316,7 @@ def test_report_from_typed_results(tmp_path):
                            "advtest_clean_hybrid": 0.625, "longctx_hybrid": 0.35}
     assert rows["bm25"] == {"advtest": 0.0625, "advtest_clean": 0.75, "longctx": None}
     page = open(tmp_path / "report.html").read()
-    assert page.count("<table>") == 7 and "data:image/png;base64," in page  # the results plot is embedded
+    assert page.count("<table>") == 8 and "data:image/png;base64," in page  # the results plot is embedded
 
 
 def test_markdown_to_html_tables_code_and_figures(tmp_path):

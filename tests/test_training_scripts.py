@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 
@@ -281,6 +282,61 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path, task):
     resumed_only = [h["train_loss"] for h in json.load(open(os.path.join(killed, "trainer_state.json")))["log_history"]
                     if "train_loss" in h][-1]
     assert resumed_only != pytest.approx(ra["train_loss"], rel=1e-4)
+
+
+def test_retrieval_killed_after_its_last_checkpoint_evaluates_without_training_and_tunes_its_fusion(data, tmp_path):
+    """A run killed after its final checkpoint (during the test pools) resumes at the last step: no training,
+    the same weights, metrics and whole-run train_loss (transformers alone would say 0.0 after 0 steps). The
+    hybrid's fusion is chosen on the validation pool: the config records the grid's best by a brute-force
+    reference (per-row `reciprocal_rank_fusion`), and the test hybrid metrics are that fusion's."""
+    import numpy as np
+    from transformers import AutoModel, AutoTokenizer
+
+    from mambacode.search.fusion import fusion_grid, reciprocal_rank_fusion
+    from mambacode.training.baselines import bm25_scores, ranking
+    from mambacode.training.evaluation import embed_texts, retrieval_pool
+
+    def argv(out):
+        return ["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["retrieval"], "--max_code_length",
+                "32", "--do_predict", *SMALL, "--output_dir", out, "--do_train", "--max_steps", "6", "--save_steps",
+                "3", "--logging_steps", "2", *TRAIN, "--learning_rate", "5e-3", "--num_threads", "1"]
+
+    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    assert script("run_retrieval")(argv(whole)) == 0
+    shutil.copytree(os.path.join(whole, "checkpoint-6"), os.path.join(killed, "checkpoint-6"))  # what the kill left
+    assert script("run_retrieval")(argv(killed)) == 0
+    a, b = _weights(whole), _weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = (json.load(open(os.path.join(f, "all_results.json"))) for f in (whole, killed))
+    assert ra["train_loss"] > 0 and rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-6)
+    assert {k: v for k, v in ra.items() if k.startswith(("test_", "fusion_"))} == \
+        {k: v for k, v in rb.items() if k.startswith(("test_", "fusion_"))}
+
+    # the fusion: brute force over the grid on the validation pool, with the model as saved
+    config = json.load(open(os.path.join(whole, "config.json")))
+    model = AutoModel.from_pretrained(whole, trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(whole)
+    ds = datasets.load_from_disk(data["retrieval"])
+
+    def mrr_of(split, fusion):
+        queries, codes = list(ds[split]["query"]), list(ds[split]["code"])
+        pool, gold = retrieval_pool(queries, codes)
+        dense = (embed_texts(model, tokenizer, queries, 64) @ embed_texts(model, tokenizer, pool, 32).T).numpy()
+        lexical = bm25_scores(queries, pool)
+        reciprocal = []
+        for row, g in enumerate(gold):
+            fused = [doc for doc, _ in reciprocal_rank_fusion(
+                [ranking(dense[row]), ranking(lexical[row], positive_only=True)], fusion.k, [fusion.dense_weight, 1])]
+            reciprocal.append(1.0 / (fused.index(g) + 1))
+        return float(np.mean(reciprocal))
+
+    scores = [mrr_of("validation", f) for f in fusion_grid()]
+    best = fusion_grid()[int(np.argmax(scores))]  # the first of equal bests, as the grid is ordered
+    fusion = config["hybrid_fusion"]
+    assert (fusion["dense_weight"], fusion["k"]) == (best.dense_weight, best.k)
+    assert fusion["validation_mrr"] == pytest.approx(max(scores)) == pytest.approx(ra["fusion_validation_hybrid_mrr"])
+    assert fusion["validation_mrr_equal_weights"] == pytest.approx(scores[0])
+    assert ra["test_hybrid_mrr"] == pytest.approx(mrr_of("test", best))
 
 
 def test_resume_from_a_checkpoint_that_lost_its_spectral_anchor(data, tmp_path):

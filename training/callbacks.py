@@ -9,7 +9,8 @@ stops a run whose *logged* loss or gradient norm is non-finite (e.g. an overflow
 cancels the save of that step.
 
 `GuardedTrainer` also reports a `train_loss` over every step of a resumed run, not only the resumed ones:
-each checkpoint records the loss sum so far (`train_loss_sum.json`). (Exact resume of the weights needs
+each checkpoint records the loss sum so far (`train_loss_sum.json`). A run killed after its final checkpoint
+(while it evaluated) resumes without training at all: transformers would run one step past `max_steps`. (Exact resume of the weights needs
 collators that do not draw from the global generator: see `collators.DataCollatorForMaskedLM`.)
 
 `ProbeCallback` lives in `mambacode.probing`, `SpectrumCallback` in `mambacode.spectral`.
@@ -23,7 +24,8 @@ import math
 import os
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, get_last_checkpoint
 
 from mambacode.atomic import atomic_write_text
@@ -68,6 +70,9 @@ class GuardedTrainer(Trainer):
             with open(record) as f:
                 saved = json.load(f)
             self._loss_before = (int(saved["global_step"]), float(saved["loss_sum"]))
+        finished = self._finished_state(resume_from_checkpoint)
+        if finished is not None:  # killed after its last checkpoint (evaluating): nothing left to train
+            return self._at_the_end(resume_from_checkpoint, finished)
         output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         steps_before, sum_before = self._loss_before
         if steps_before and self.state.global_step > steps_before:
@@ -75,6 +80,29 @@ class GuardedTrainer(Trainer):
             train_loss = (sum_before + this_run) / self.state.global_step
             output = TrainOutput(output.global_step, train_loss, dict(output.metrics, train_loss=train_loss))
         return output
+
+    def _finished_state(self, checkpoint):
+        """The checkpoint's `TrainerState` if it is at `max_steps` already, else None. (transformers would
+        resume it and run one step past the end.)"""
+        if not checkpoint or self.args.max_steps <= 0:
+            return None
+        path = os.path.join(checkpoint, TRAINER_STATE_NAME)
+        if not os.path.exists(path):
+            return None
+        state = TrainerState.load_from_json(path)
+        return state if state.global_step >= self.args.max_steps else None
+
+    def _at_the_end(self, checkpoint: str, state) -> TrainOutput:
+        """Load the final checkpoint's weights and state without a training step; the training loss is the
+        whole run's, from the checkpoint's loss sum (None without one)."""
+        self._load_from_checkpoint(checkpoint)
+        self.state = state
+        steps, loss_sum = self._loss_before
+        train_loss = loss_sum / steps if steps else None
+        metrics = {"train_loss": train_loss} if train_loss is not None else {}
+        logging.getLogger(__name__).info("%s is at the last step (%d): nothing to train, evaluating", checkpoint,
+                                         state.global_step)
+        return TrainOutput(state.global_step, train_loss, metrics)
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)

@@ -21,7 +21,7 @@ from .callbacks import GuardedTrainer, NaNGuardCallback
 from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval,
                         MaskingEpochCallback, add_example_index, group_texts, tokenize_and_align_labels,
                         tokenize_retrieval_pairs)
-from .evaluation import evaluate_retrieval, metrics_by_ranker, retrieval_compute_metrics
+from .evaluation import choose_fusion, evaluate_retrieval, metrics_by_ranker, retrieval_compute_metrics
 from .metrics_loader import load_metric
 from .model_card import Evaluation
 from .models import build_model, load_tokenizer
@@ -69,6 +69,10 @@ class RetrievalDataArguments(DataArguments):
     baselines: bool = field(default=True, metadata={
         "help": "Also rank each test pool with BM25 (bm25s) and the dense + BM25 hybrid (reciprocal-rank fusion): "
                 "<set>_bm25_mrr, <set>_hybrid_mrr, ... beside the model's <set>_mrr."})
+    tune_fusion: bool = field(default=True, metadata={
+        "help": "Choose the hybrid's fusion (the dense ranking's weight against BM25's, and k) on the validation "
+                "split's pool before ranking the test pools with it, and save it in the model's config "
+                "(hybrid_fusion, which `mambacode search` uses); false: equal weights, k = 60."})
 
 
 @dataclass
@@ -96,13 +100,15 @@ class MLMResult:
 class RetrievalResult:
     """`test_metrics[test_set][metric]` of the model (dense), test sets named 'test' and after their folders
     (e.g. 'retrieval_adv'); `bm25_metrics` and `hybrid_metrics` alike for the baselines ranked on the same
-    queries and pools (BM25 alone; dense + BM25 by reciprocal-rank fusion), empty where not computed."""
+    queries and pools (BM25 alone; dense + BM25 by reciprocal-rank fusion, weighted as `fusion` says), empty
+    where not computed."""
 
     output_dir: str
     train_loss: float | None = None
     test_metrics: dict = field(default_factory=dict)
     bm25_metrics: dict = field(default_factory=dict)
     hybrid_metrics: dict = field(default_factory=dict)
+    fusion: dict = field(default_factory=dict)  # the hybrid's fusion and where it was chosen ({}: equal weights)
 
     def metrics(self, ranker: str = "dense") -> dict:
         """`{test_set: {metric: value}}` of one ranker: 'dense' (the model), 'bm25' or 'hybrid'."""
@@ -282,15 +288,18 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
                                {"eval_loss": eval_metrics["eval_loss"]})] if "eval_loss" in eval_metrics else [])
     by_ranker = {"dense": {}, "bm25": {}, "hybrid": {}}  # ranker -> test set -> metrics
     test_metrics = by_ranker["dense"]
+    fusion, fusion_record = None, {}
     if training_args.do_predict:
         model = trainer.accelerator.unwrap_model(trainer.model)
+        if data_args.baselines and data_args.tune_fusion and trainer.is_world_process_zero():
+            fusion, fusion_record = _choose_fusion(model, tokenizer, dsets, data_args, trainer)
         for name, ds in tests.items():
             if not trainer.is_world_process_zero():
                 continue  # one process ranks the pool; the others wait below
             result = evaluate_retrieval(model, tokenizer, ds, data_args.query_column, data_args.code_column,
                                         data_args.max_query_length, data_args.max_code_length,
                                         data_args.eval_batch_size, data_args.max_eval_samples, prefix=name,
-                                        baselines=data_args.baselines)
+                                        baselines=data_args.baselines, fusion=fusion)
             trainer.log_metrics(name, result)
             trainer.save_metrics(name, result, combined=True)
             for ranker, metrics in metrics_by_ranker(result, name).items():
@@ -302,7 +311,32 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
           f"Query/code pairs from `{data_args.dataset_path}` (columns "
           f"`{data_args.query_column}`/`{data_args.code_column}`), split "
           f"`{data_args.train_split}`.")
-    return RetrievalResult(training_args.output_dir, train_loss, test_metrics, by_ranker["bm25"], by_ranker["hybrid"])
+    return RetrievalResult(training_args.output_dir, train_loss, test_metrics, by_ranker["bm25"], by_ranker["hybrid"],
+                           fusion_record)
+
+
+def _choose_fusion(model, tokenizer, dsets, data_args: RetrievalDataArguments, trainer) -> tuple:
+    """(Fusion or None, its record): the hybrid's fusion chosen on the validation split's pool
+    (`evaluation.choose_fusion`), written into the model's config as `hybrid_fusion` (saved with the model, read
+    by `mambacode search`) and logged as `fusion_*` metrics; (None, {}) without a validation split."""
+    if data_args.validation_split not in dsets:
+        logger.warning("no %r split in %s: the hybrid fuses with equal weights (k = 60)", data_args.validation_split,
+                       data_args.dataset_path)
+        return None, {}
+    fusion, table = choose_fusion(model, tokenizer, dsets[data_args.validation_split], data_args.query_column,
+                                  data_args.code_column, data_args.max_query_length, data_args.max_code_length,
+                                  data_args.eval_batch_size, data_args.max_eval_samples)
+    default = table[next(iter(table))]  # the grid starts with the equal-weight fusion
+    record = {**fusion.to_dict(), "chosen_on": f"{_dataset_id(data_args.dataset_path)}:{data_args.validation_split}",
+              "validation_mrr": table[f"w={fusion.dense_weight:g},k={fusion.k}"],
+              "validation_mrr_equal_weights": default}
+    model.config.hybrid_fusion = record
+    metrics = {"fusion_dense_weight": fusion.dense_weight, "fusion_k": fusion.k,
+               "fusion_validation_hybrid_mrr": record["validation_mrr"],
+               "fusion_validation_hybrid_mrr_equal_weights": default}
+    trainer.log_metrics("fusion", metrics)
+    trainer.save_metrics("fusion", metrics, combined=True)
+    return fusion, record
 
 
 def label_names_of(dsets, column: str, where: str) -> list[str]:

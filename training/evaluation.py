@@ -70,12 +70,39 @@ def retrieval_compute_metrics(codes: list[str]):
 
 def evaluate_retrieval(model, tokenizer, dataset, query_column: str = "query", code_column: str = "code",
                        max_query_length: int = 128, max_code_length: int = 256, batch_size: int = 32,
-                       max_samples: int | None = None, prefix: str = "test", baselines: bool = True) -> dict:
+                       max_samples: int | None = None, prefix: str = "test", baselines: bool = True,
+                       fusion=None) -> dict:
     """MRR, Recall@1/5/10, nDCG@10 of `model` on `dataset` (queries vs. the pool of all its codes), keys
     `<prefix>_<metric>`; with `baselines`, the same metrics of BM25 and of the dense + BM25 hybrid on the same
-    queries and pool (`mambacode.training.baselines`) as `<prefix>_bm25_<metric>`, `<prefix>_hybrid_<metric>`."""
+    queries and pool (`mambacode.training.baselines`) as `<prefix>_bm25_<metric>`, `<prefix>_hybrid_<metric>`;
+    the hybrid fuses by `fusion` (a `mambacode.search.Fusion`; default: equal weights, k = 60)."""
     from .baselines import baseline_metrics
     from .metrics_loader import retrieval_metrics
+
+    queries, pool, gold, scores = _dense_scores(model, tokenizer, dataset, query_column, code_column,
+                                                max_query_length, max_code_length, batch_size, max_samples, prefix)
+    result = {f"{prefix}_{k}": v for k, v in retrieval_metrics(scores, gold).items()}
+    if baselines:
+        for ranker, metrics in baseline_metrics(queries, pool, gold, scores, fusion).items():
+            result.update({f"{prefix}_{ranker}_{k}": v for k, v in metrics.items() if k not in POOL_KEYS})
+    return result
+
+
+def choose_fusion(model, tokenizer, dataset, query_column: str = "query", code_column: str = "code",
+                  max_query_length: int = 128, max_code_length: int = 256, batch_size: int = 32,
+                  max_samples: int | None = None, prefix: str = "validation") -> tuple:
+    """(fusion, {candidate: MRR}): the hybrid's fusion (`baselines.tune_fusion`'s grid) with the highest MRR
+    on `dataset`'s whole pool, for a validation split; the test pools are then ranked with it unchanged."""
+    from .baselines import bm25_scores, tune_fusion
+
+    queries, pool, gold, scores = _dense_scores(model, tokenizer, dataset, query_column, code_column,
+                                                max_query_length, max_code_length, batch_size, max_samples, prefix)
+    return tune_fusion(scores, bm25_scores(queries, pool), gold)
+
+
+def _dense_scores(model, tokenizer, dataset, query_column, code_column, max_query_length, max_code_length,
+                  batch_size, max_samples, prefix) -> tuple:
+    """(queries, pool, gold, (queries x pool) cosine scores) of `dataset`'s first `max_samples` rows."""
     from .validation import require_columns
 
     require_columns(dataset, [query_column, code_column], where=prefix)
@@ -85,12 +112,7 @@ def evaluate_retrieval(model, tokenizer, dataset, query_column: str = "query", c
     pool, gold = retrieval_pool(queries, codes)
     q = embed_texts(model, tokenizer, queries, max_query_length, batch_size, desc=f"{prefix} queries")
     c = embed_texts(model, tokenizer, pool, max_code_length, batch_size, desc=f"{prefix} pool")
-    scores = (q @ c.T).numpy()
-    result = {f"{prefix}_{k}": v for k, v in retrieval_metrics(scores, gold).items()}
-    if baselines:
-        for ranker, metrics in baseline_metrics(queries, pool, gold, scores).items():
-            result.update({f"{prefix}_{ranker}_{k}": v for k, v in metrics.items() if k not in POOL_KEYS})
-    return result
+    return queries, pool, gold, (q @ c.T).numpy()
 
 
 def metrics_by_ranker(result: dict, prefix: str) -> dict:
@@ -106,4 +128,5 @@ def metrics_by_ranker(result: dict, prefix: str) -> dict:
     return out
 
 
-__all__ = ["retrieval_pool", "embed_texts", "retrieval_compute_metrics", "evaluate_retrieval", "metrics_by_ranker"]
+__all__ = ["choose_fusion", "embed_texts", "evaluate_retrieval", "metrics_by_ranker", "retrieval_compute_metrics",
+           "retrieval_pool"]

@@ -168,6 +168,22 @@ def retrieval_table(rows: dict) -> str:
     return markdown_table(["ranker", "AdvTest-style MRR", "(non-obfuscated MRR)", "long-context MRR"], body)
 
 
+def fusion_table(finetuned: dict) -> str:
+    """The hybrid's fusion of each retrieval model and seed, as its validation split chose it
+    (`RetrievalResult.fusion`: the dense ranking's weight w against BM25's 1, and k), with the validation
+    hybrid MRR it reached and the equal-weight fusion's; '' when no run chose one."""
+    body = []
+    for (task, name), per_seed in sorted(seed_runs(finetuned).items()):
+        for seed, result in per_seed.items():
+            f = getattr(result, "fusion", None)
+            if f:
+                body.append([name, task, str(seed), f"{f['dense_weight']:g}", str(f["k"]),
+                             _pct(f["validation_mrr"]), _pct(f["validation_mrr_equal_weights"])])
+    if not body:
+        return ""
+    return markdown_table(["model", "task", "seed", "w", "k", "validation hybrid MRR", "with w = 1, k = 60"], body)
+
+
 def model_path_key(path: str) -> tuple[str, str, int]:
     """(stage, name, seed) of a pipeline model folder: ('pretrained', 's4d', 0) for `.../pretrain/s4d`,
     ('types', 's4d+anchor', 2) for `.../finetune/types/s4d+anchor-seed2`, ('', folder name, 0) otherwise."""
@@ -391,11 +407,12 @@ def sources_section(manifest: dict) -> list[str]:
 
 def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: dict, timings: dict,
                   figures: list, manifest: dict | None = None, notes: list | None = None, claims: list | None = None,
-                  seeds: tuple = (0,), earlier=(), invocation_seconds: float | None = None) -> str:
+                  seeds: tuple = (0,), earlier=(), invocation_seconds: float | None = None, fusions: str = "") -> str:
     """The Markdown report; `figures`: (caption, path relative to the report) pairs; `manifest`: the
     corpus manifest (`mambacode.corpus.read_manifest`), whose sources are listed; `notes`: warnings printed
     under the retrieval table (`baseline_row`); `claims`: `mambacode.training.claims.Claim`s; `seeds`: the
-    fine-tuning seeds the results hold; `timings` / `earlier` / `invocation_seconds`: see `timing_table`."""
+    fine-tuning seeds the results hold; `timings` / `earlier` / `invocation_seconds`: see `timing_table`;
+    `fusions`: the hybrid's fusion per retrieval model (`fusion_table`), under the retrieval table."""
     spread = ([f"Every fine-tuned number is the mean ± sample standard deviation over {len(seeds)} seeds "
                f"({', '.join(map(str, seeds))}: Trainer seeds {', '.join(str(SEED_BASE + s) for s in seeds)}; same "
                "pretrained model, data and test pools); parameters and MLM perplexity are the one pretraining run's.",
@@ -412,9 +429,11 @@ def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: d
           "MRR in %, every ranker on the same queries and pools as Table 1. BM25: `bm25s` (Lucene variant, k1 = 1.5, "
           "b = 0.75) over code words (identifiers whole and split at snake_case / camelCase). Hybrid: the model's "
           "ranking of the whole pool and BM25's (candidates sharing a word with the query) merged by reciprocal-rank "
-          "fusion, score = sum of 1 / (60 + rank) (`mambacode search --mode hybrid`, which fuses each ranker's top 100 "
-          "instead of the whole pool).", "",
-          retrieval_table(rows), "", *(f"**Note:** {n}" for n in notes or []), *([""] if notes else []),
+          "fusion, score = w / (k + dense rank) + 1 / (k + BM25 rank), with w and k chosen per model on its "
+          "validation split's pool before the test pools are ranked (equal weights and k = 60 where no validation "
+          "split was ranked; `mambacode search --mode hybrid` uses the model's choice and fuses each ranker's top "
+          "100 instead of the whole pool).", "",
+          retrieval_table(rows), "", *([fusions, ""] if fusions else []), *(f"**Note:** {n}" for n in notes or []), *([""] if notes else []),
           "## Probing (DirectProbe accuracy per task and layer)", "",
           "Rows: models pretrained and after fine-tuning (same sampled pairs for every model). Layer 0 is the "
           "embedding output." + (" Fine-tuned models: mean ± std over the seeds." if len(seeds) > 1 else ""), "",
@@ -480,7 +499,7 @@ def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, fi
             figures += [(f"Spectra {name}{seed_suffix(seed)} before/after {task} fine-tuning "
                          f"({os.path.basename(p)[:-4]})", os.path.relpath(p, output_dir)) for p in result.figures]
     text = render_report(preset_name, preset, rows, list(probes.values()), spectra, timings, figures, manifest, notes,
-                         claims, seeds, earlier, invocation_seconds)
+                         claims, seeds, earlier, invocation_seconds, fusion_table(finetuned))
     path = atomic_write_text(os.path.join(output_dir, "report.md"), text)
     atomic_write_text(os.path.join(output_dir, "report.html"), markdown_to_html(text, output_dir))
     atomic_write_text(os.path.join(output_dir, "results.json"), json.dumps(rows, indent=1))

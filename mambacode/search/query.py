@@ -1,4 +1,5 @@
-"""Rank the functions of an index for a query: dense (FAISS cosine), BM25 (bm25s), or hybrid (RRF of both).
+"""Rank the functions of an index for a query: dense (FAISS cosine), BM25 (bm25s), or hybrid (RRF of both,
+weighted as the model's config says: `Fusion.of_config`).
 
 `Searcher` holds a loaded index and its model so that repeated queries pay only for the query embedding
 and the two look-ups; `search` is the one-shot form the CLI uses.
@@ -11,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .fusion import RRF_K, reciprocal_rank_fusion
+from .fusion import Fusion, reciprocal_rank_fusion
 from .index import CodeIndex, SearchIndexError
 from .model import embed, fingerprint, load_retrieval_model, same_model
 from .tokenize import code_tokens
@@ -50,7 +51,7 @@ class Searcher:
     """A loaded index and the model that built it (or `model`/`tokenizer` given, checked against it)."""
 
     def __init__(self, index_dir: str, model_name_or_path: str | None = None, *, model=None, tokenizer=None,
-                 device: str | None = None, rrf_k: int = RRF_K):
+                 device: str | None = None, fusion: Fusion | None = None):
         self.index = CodeIndex.load(index_dir)
         manifest = self.index.manifest
         name = model_name_or_path or manifest["model"]
@@ -64,7 +65,9 @@ class Searcher:
             raise SearchIndexError(f"{index_dir}: built with another model ({manifest['model']}, embedding size "
                                    f"{manifest['dim']}); {name} gives different embeddings. Search with that "
                                    "model, or re-index with this one")
-        self.model, self.tokenizer, self.rrf_k = model, tokenizer, rrf_k
+        self.model, self.tokenizer = model, tokenizer
+        # the fusion chosen on the model's validation split when it was fine-tuned, else equal weights (k = 60)
+        self.fusion = fusion if fusion is not None else Fusion.of_config(model.config)
 
     def dense_ranking(self, query: str, depth: int) -> tuple[list[int], list[float]]:
         vec = embed(self.model, self.tokenizer, [query], self.index.manifest["query_max_length"])
@@ -94,7 +97,7 @@ class Searcher:
         dense = self.dense_ranking(query, depth) if mode in ("hybrid", "dense") else ([], [])
         lexical = self.bm25_ranking(query, depth) if mode in ("hybrid", "bm25") else ([], [])
         if mode == "hybrid":
-            ranked = reciprocal_rank_fusion([dense[0], lexical[0]], self.rrf_k)[:k]
+            ranked = reciprocal_rank_fusion([dense[0], lexical[0]], self.fusion.k, [self.fusion.dense_weight, 1.0])[:k]
         else:
             ids, scores = dense if mode == "dense" else lexical
             ranked = list(zip(ids, scores))[:k]
