@@ -98,6 +98,12 @@ def main(argv=None) -> int:
                            "(InfoNCE, in-batch negatives) from its MLM-pretrained encoder; the slice is the "
                            "obfuscated (AdvTest-style) test pool: identifiers renamed, so words must come from "
                            "the code's structure and library calls.")
+            with open(os.path.join(source, "config.json")) as fh:
+                fusion = json.load(fh).get("hybrid_fusion")
+            if fusion:
+                description += (f" Its config carries the hybrid's fusion, chosen on the validation pool (dense weight "
+                                f"{fusion['dense_weight']:g} against BM25's 1, k = {fusion['k']}), which "
+                                "`mambacode search --mode hybrid` uses.")
             kw = dict(max_query_length=preset.query_len, max_code_length=preset.code_len)
         else:
             rows = _first_rows(os.path.join(corpus, "retrieval"), "test", MLM_SLICE, ("code",))
