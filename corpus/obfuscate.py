@@ -9,6 +9,8 @@ parse without errors, or :func:`obfuscate` returns None.
 
 from __future__ import annotations
 
+import hashlib
+
 from tree_sitter import Node
 
 from .parsing import get_parser, parses_cleanly
@@ -274,3 +276,44 @@ def _js_is_reference(node: Node) -> bool:
     if parent.type in ("import_specifier", "export_specifier", "namespace_import", "import_clause"):
         return False
     return True
+
+
+# ----------------------------------------------------------------------------------------------- augmentation
+def obfuscation_draw(seed: int, row: int) -> float:
+    """A number in [0, 1) fixed by (seed, row): row `row` is obfuscated when it is below the fraction. A hash,
+    not a generator stream, so the choice of a row does not depend on which rows came before it."""
+    digest = hashlib.sha256(f"{seed}:{row}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def obfuscate_training_codes(dataset, fraction: float, seed: int = 0, code_column: str = "code",
+                             language_column: str = "language") -> tuple:
+    """(dataset, counts): AdvTest-style augmentation of retrieval training pairs. The code of each row whose
+    `obfuscation_draw(seed, row)` is below `fraction` is replaced by `obfuscate(code, language)`, so the model
+    must match queries without the author's names some of the time (the AdvTest-style test pool has none);
+    a row whose code cannot be obfuscated safely stays as it is and is counted. Rows without a language
+    column are taken as Python. counts: {"rows", "drawn", "obfuscated", "failed"}."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"obfuscate_training_codes: fraction={fraction} must be in [0, 1]")
+    if code_column not in dataset.column_names:
+        raise ValueError(f"obfuscate_training_codes: no column {code_column!r} (columns: {dataset.column_names})")
+    counts = {"rows": len(dataset), "drawn": 0, "obfuscated": 0, "failed": 0}
+    if fraction == 0.0:
+        return dataset, counts
+    codes = list(dataset[code_column])
+    languages = (list(dataset[language_column]) if language_column in dataset.column_names
+                 else ["python"] * len(codes))
+    for row, (code, language) in enumerate(zip(codes, languages)):
+        if obfuscation_draw(seed, row) >= fraction:
+            continue
+        counts["drawn"] += 1
+        try:
+            new = obfuscate(code, language)
+        except RecursionError:  # tree-sitter bindings on extreme nesting
+            new = None
+        if new is None:
+            counts["failed"] += 1
+        else:
+            codes[row] = new
+            counts["obfuscated"] += 1
+    return dataset.remove_columns(code_column).add_column(code_column, codes), counts

@@ -83,3 +83,38 @@ def test_typescript_method_and_arrow():
 
 def test_unparseable_input_gives_none():
     assert obfuscate("def f(:\n  pass", "python") is None
+
+
+def test_obfuscation_augmentation_of_training_pairs():
+    """Rows are drawn by sha256(seed:row) below the fraction (recomputed here with hashlib); a drawn row gets the
+    hand-obfuscated code, an undrawn one keeps its own, and a drawn row that cannot be obfuscated (a syntax
+    error) stays plain and is counted."""
+    import hashlib
+
+    import pytest
+    from datasets import Dataset
+
+    from mambacode.corpus import obfuscate_training_codes
+
+    plain = "def add(a, b):\n    total = a + b\n    return total\n"
+    hand = "def func(arg_0, arg_1):\n    var_0 = arg_0 + arg_1\n    return var_0\n"
+    broken = "def add(a, b):\n    return a +\n"
+    rows = [{"query": f"q{i}", "code": broken if i == 7 else plain} for i in range(40)]
+    ds = Dataset.from_list(rows)
+
+    def drawn(seed, row, fraction):
+        return int.from_bytes(hashlib.sha256(f"{seed}:{row}".encode()).digest()[:8], "big") / 2.0**64 < fraction
+
+    for seed, fraction in ((0, 0.5), (3, 0.25), (1, 1.0)):
+        out, counts = obfuscate_training_codes(ds, fraction, seed)
+        want = [hand if drawn(seed, i, fraction) and i != 7 else rows[i]["code"] for i in range(40)]
+        assert out["code"] == want and out["query"] == ds["query"]
+        n_drawn = sum(drawn(seed, i, fraction) for i in range(40))
+        assert counts == {"rows": 40, "drawn": n_drawn, "obfuscated": n_drawn - drawn(seed, 7, fraction),
+                          "failed": int(drawn(seed, 7, fraction))}
+        assert 0 < n_drawn < 40 or fraction == 1.0
+    assert obfuscate_training_codes(ds, 0.0)[0]["code"] == ds["code"]
+    with pytest.raises(ValueError, match="fraction=1.5"):
+        obfuscate_training_codes(ds, 1.5)
+    with pytest.raises(ValueError, match="no column 'body'"):
+        obfuscate_training_codes(ds, 0.5, code_column="body")

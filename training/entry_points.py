@@ -69,6 +69,10 @@ class RetrievalDataArguments(DataArguments):
     baselines: bool = field(default=True, metadata={
         "help": "Also rank each test pool with BM25 (bm25s) and the dense + BM25 hybrid (reciprocal-rank fusion): "
                 "<set>_bm25_mrr, <set>_hybrid_mrr, ... beside the model's <set>_mrr."})
+    obfuscate_train_fraction: float = field(default=0.0, metadata={
+        "help": "AdvTest-style augmentation: this fraction of the training codes (rows drawn by a hash of "
+                "(--seed, row)) gets its function, parameter and local names replaced by placeholders "
+                "(mambacode.corpus.obfuscate_training_codes); codes that cannot be obfuscated stay plain."})
     tune_fusion: bool = field(default=True, metadata={
         "help": "Choose the hybrid's fusion (the dense ranking's weight against BM25's, and k) on the validation "
                 "split's pool before ranking the test pools with it, and save it in the model's config "
@@ -260,6 +264,15 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
             require_columns(extra, cols, where=path)
             tests[_dataset_id(path)] = extra
             test_ids[_dataset_id(path)] = _dataset_id(path)
+
+    if training_args.do_train and data_args.obfuscate_train_fraction > 0:
+        from mambacode.corpus import obfuscate_training_codes
+
+        train_rows = require_split(dsets, data_args.train_split, data_args.dataset_path)
+        dsets[data_args.train_split], counts = obfuscate_training_codes(
+            train_rows, data_args.obfuscate_train_fraction, training_args.seed, data_args.code_column)
+        logger.info("obfuscated %d of %d training codes (%d drawn could not be and stay plain)",
+                    counts["obfuscated"], counts["rows"], counts["failed"])
 
     def prepare(split, n):
         return _tokenized(training_args, dsets, data_args, split, n, tokenize_retrieval_pairs, "tokenize",
