@@ -100,10 +100,13 @@ def probed_after_finetuning(preset_name: str, variants: list[str]) -> list[tuple
     return keys
 
 
-def reproduce(out: str, preset_name: str, variants: list[str], skip_anchor: bool = False, verbose: bool = False) -> str:
+def reproduce(out: str, preset_name: str, variants: list[str], skip_anchor: bool = False, verbose: bool = False,
+              tasks: list[str] | None = None) -> str | None:
     """Run every stage (skipping finished ones) and write the report; returns the report's path. Fine-tuning
     runs (and the probes and spectra of fine-tuned models) repeat per seed of the preset, seed-major, so the
-    first seed's table is complete first; stages of seed s > 0 carry the suffix `-seed<s>` (names and folders)."""
+    first seed's table is complete first; stages of seed s > 0 carry the suffix `-seed<s>` (names and folders).
+    `tasks`: fine-tune only these of the preset's tasks and stop there (None, the report: the probes, spectra
+    and report need every task's models, so a later run without `tasks` finishes the study)."""
     p, t0 = PRESETS[preset_name], time.time()
     stage = StageRunner(os.path.join(out, "logs"), verbose)
     corpus, tokenizer = os.path.join(out, "corpus"), os.path.join(out, "tokenizer")
@@ -121,7 +124,7 @@ def reproduce(out: str, preset_name: str, variants: list[str], skip_anchor: bool
 
     ft = {}  # (task, name, seed) -> result
     for seed in p.seeds:
-        for task in p.tasks:
+        for task in [t for t in p.tasks if tasks is None or t in tasks]:
             for v in variants:
                 anchored = [False] if v == "rocoder" or skip_anchor or task not in p.anchor_tasks else [False, True]
                 for name in [v + ("+anchor" if a else "") for a in anchored]:
@@ -132,6 +135,10 @@ def reproduce(out: str, preset_name: str, variants: list[str], skip_anchor: bool
                                                                                seed=s),
                         FINETUNE_RESULT[task])
 
+    if tasks is not None and set(tasks) != set(p.tasks):
+        logger.info("fine-tuned the tasks %s only; run again without --tasks for the other tasks, the probes after "
+                    "fine-tuning, the spectra and the report", ",".join(tasks))
+        return None
     exported = {n: r.output_dir for (t, n, s), r in ft.items() if t == "advtest" and s == p.seeds[0]}
     if exported:
         stage("export-models", os.path.join(out, "models"), lambda: ExportResult(export_models(
@@ -168,6 +175,9 @@ class ReproduceArguments:
         "help": f"Preset of sizes and steps, one of {list(PRESETS)} (or one a caller added to PRESETS)."})
     variants: str | None = field(default=None, metadata={
         "help": f"Comma list, subset of {list(VARIANTS)} (default: the preset's; tiny, small, base: all)."})
+    tasks: str | None = field(default=None, metadata={
+        "help": "Comma list of the preset's fine-tuning tasks to run now, then stop before the probes after "
+                "fine-tuning, the spectra and the report (which need every task); default: all, to the report."})
     no_anchor: bool = field(default=False, metadata={"help": "Skip the spectral-regulariser fine-tunes."})
     verbose: bool = field(default=False, metadata={"help": "Stage output on the console instead of log files."})
     num_threads: str | None = field(default=None, metadata={
@@ -190,6 +200,12 @@ def main(argv=None) -> int:
         bad = [v for v in variants if v not in VARIANTS]
         if bad:
             ap.error(f"--variants: unknown {bad}; choose from {list(VARIANTS)}")
+    tasks = None
+    if args.tasks:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        bad = [t for t in tasks if t not in PRESETS[args.preset].tasks]
+        if bad or not tasks:
+            ap.error(f"--tasks: {bad or args.tasks!r} not among the preset's tasks {list(PRESETS[args.preset].tasks)}")
     problems = missing_corpus_packages()
     if problems and not args.allow_unpinned_corpus and not corpus_is_complete(os.path.join(args.output_dir, "corpus")):
         print(f"error: the corpus would differ from the README's: [corpus] packages not as pinned: {', '.join(problems)}."
@@ -208,10 +224,13 @@ def main(argv=None) -> int:
     logger.info("threads: %s", plan.describe())
     start, out = time.time(), os.path.abspath(args.output_dir)
     try:
-        report = reproduce(out, args.preset, variants, args.no_anchor, args.verbose)
+        report = reproduce(out, args.preset, variants, args.no_anchor, args.verbose, tasks)
     except StageError as exc:
         logger.error("error: %s", exc)
         return 1
+    if report is None:
+        logger.info("stopped after %.1f min (--tasks %s)", (time.time() - start) / 60, ",".join(tasks))
+        return 0
     logger.info("finished in %.1f min: %s, %s", (time.time() - start) / 60, report, os.path.join(out, "report.html"))
     return 0
 

@@ -491,6 +491,30 @@ def test_driver_runs_every_fine_tuning_once_per_seed_and_reports_mean_std_and_cl
     assert hf["verdict"] == "exceeds the spread, paper's direction"
 
 
+def test_tasks_subset_fine_tunes_those_then_stops_and_a_full_run_finishes_the_rest(rp, tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    monkeypatch.setitem(rp.PRESETS, "seeded", dataclasses.replace(
+        rp.PRESETS["tiny"], seeds=(0, 1), variants=("s4d", "rocoder")))
+    monkeypatch.setitem(rp.PRESET_THREADS, "seeded", 1)
+    calls, out = [], str(tmp_path / "run")
+    _seeded_fakes(rp, monkeypatch, calls)
+    assert rp.main(["--preset", "seeded", "--output_dir", out, "--tasks", "advtest,types"]) == 0
+    first = ["finetune-advtest-s4d", "finetune-advtest-rocoder", "finetune-types-s4d", "finetune-types-s4d+anchor",
+             "finetune-types-rocoder"]
+    assert calls == ["corpus", "tokenizer", "pretrain-s4d", "pretrain-rocoder", "probe-pretrained", *first,
+                     *(n + "-seed1" for n in first)]  # no long-context stage, no probes after FT, no report
+    assert not os.path.exists(os.path.join(out, "report.md"))
+    calls.clear()
+    assert rp.main(["--preset", "seeded", "--output_dir", out]) == 0  # the rest: long-context, probes, spectra, report
+    assert [c for c in calls if c.startswith("finetune")] == [
+        "finetune-longctx-s4d", "finetune-longctx-rocoder", "finetune-longctx-s4d-seed1", "finetune-longctx-rocoder-seed1"]
+    assert "probe-finetuned" in calls and os.path.exists(os.path.join(out, "report.md"))
+    with pytest.raises(SystemExit):
+        rp.main(["--preset", "seeded", "--output_dir", out, "--tasks", "advtest,nope"])
+    assert "--tasks: ['nope'] not among the preset's tasks" in capsys.readouterr().err
+
+
 def test_loss_curves_read_trainer_state_and_plot_one_panel_per_stage(tmp_path):
     from mambacode.training.reproduction_report import curves_plot, loss_curve, loss_panels
 
