@@ -8,7 +8,7 @@ tokenizer can then be trained on the result, and `read_snippets` reads code back
 """
 
 from .build import TASKS, BuildConfig, CorpusBuild, build_corpus, corpus_is_complete, read_manifest
-from .long_context import LongContextConfig
+from .long_context import LongContextConfig, crop_to_functions, function_window
 from .obfuscate import obfuscate, obfuscate_training_codes
 from .pairs import PairFilters
 from .snippets import FunctionSpan, extract_functions, read_snippets, split_functions
@@ -20,6 +20,6 @@ from .types import align_labels_with_tokens
 __all__ = [
     "CORPUS_PACKAGES", "CORPUS_PINS", "BuildConfig", "CorpusBuild", "FunctionSpan", "extract_functions", "LongContextConfig", "PairFilters", "TASKS",
     "align_labels_with_tokens", "assign_splits", "build_corpus", "collect_tasks", "corpus_is_complete",
-    "corpus_texts", "missing_corpus_packages", "obfuscate", "obfuscate_training_codes", "read_manifest", "read_snippets",
+    "corpus_texts", "missing_corpus_packages", "crop_to_functions", "function_window", "obfuscate", "obfuscate_training_codes", "read_manifest", "read_snippets",
     "split_functions", "train_tokenizer",
 ]

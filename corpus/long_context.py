@@ -101,3 +101,39 @@ def documents(root: Node, source: bytes, sites: list[FunctionSite], config: Long
         digest = hashlib.sha1(b" ".join(text.encode("utf-8").split())).hexdigest()
         docs.append({"name": name, "kind": kind, "code": text, "num_tokens": tokens, "queries": queries, "hash": digest})
     return docs, skipped
+
+
+# ----------------------------------------------------------------------------------------------- training windows
+def function_window(document: str, func_name: str) -> str | None:
+    """The part of a long-context document a training pair should read: the document's first line (the class
+    or module header) and then everything from the line that defines the queried function (`func_name`'s last
+    dotted part; the first such `def`), or None when no such line is found. A model truncating the document
+    to its first tokens would otherwise, for most pairs, never see the function its query describes."""
+    import re
+
+    name = (func_name or "").split(".")[-1]
+    if not name:
+        return None
+    match = re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}\b", document, flags=re.MULTILINE)
+    if match is None:
+        return None
+    header, _, _ = document.partition("\n")
+    if match.start() == 0:
+        return document
+    return header + "\n" + document[match.start():]
+
+
+def crop_to_functions(dataset, code_column: str = "code", name_column: str = "func_name") -> tuple:
+    """(dataset, counts): each row's document replaced by its `function_window`, rows whose function is not
+    found kept whole; counts: {"rows", "cropped", "kept"}."""
+    for column in (code_column, name_column):
+        if column not in dataset.column_names:
+            raise ValueError(f"crop_to_functions: no column {column!r} (columns: {dataset.column_names}); the "
+                             "long-context corpus has 'code' and 'func_name'")
+    codes = []
+    counts = {"rows": len(dataset), "cropped": 0, "kept": 0}
+    for code, name in zip(dataset[code_column], dataset[name_column]):
+        window = function_window(code, name)
+        counts["cropped" if window is not None else "kept"] += 1
+        codes.append(code if window is None else window)
+    return dataset.remove_columns(code_column).add_column(code_column, codes), counts

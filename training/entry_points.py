@@ -73,6 +73,14 @@ class RetrievalDataArguments(DataArguments):
         "help": "AdvTest-style augmentation: this fraction of the training codes (rows drawn by a hash of "
                 "(--seed, row)) gets its function, parameter and local names replaced by placeholders "
                 "(mambacode.corpus.obfuscate_training_codes); codes that cannot be obfuscated stay plain."})
+    crop_train_to_function: bool = field(default=False, metadata={
+        "help": "Long-context documents: train each pair on its document's first line followed by the document "
+                "from the queried function's `def` on (mambacode.corpus.function_window; needs a func_name "
+                "column), so the tokens kept after truncation contain the answer; the test pools stay whole."})
+    eval_max_code_length: int | None = field(default=None, metadata={
+        "help": "Tokens of each pool candidate read at validation / test time (default: --max_code_length); "
+                "more than the model's max_position_embeddings raises that limit (MambaCode has no position "
+                "table; RoCoder's rotary table is recomputed for the new length)."})
     tune_fusion: bool = field(default=True, metadata={
         "help": "Choose the hybrid's fusion (the dense ranking's weight against BM25's, and k) on the validation "
                 "split's pool before ranking the test pools with it, and save it in the model's config "
@@ -265,6 +273,13 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
             tests[_dataset_id(path)] = extra
             test_ids[_dataset_id(path)] = _dataset_id(path)
 
+    if training_args.do_train and data_args.crop_train_to_function:
+        from mambacode.corpus import crop_to_functions
+
+        train_rows = require_split(dsets, data_args.train_split, data_args.dataset_path)
+        dsets[data_args.train_split], counts = crop_to_functions(train_rows, data_args.code_column)
+        logger.info("cropped %d of %d training documents to their function (%d kept whole: no def found)",
+                    counts["cropped"], counts["rows"], counts["kept"])
     if training_args.do_train and data_args.obfuscate_train_fraction > 0:
         from mambacode.corpus import obfuscate_training_codes
 
