@@ -24,7 +24,7 @@ from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval,
 from .evaluation import choose_fusion, evaluate_retrieval, metrics_by_ranker, retrieval_compute_metrics
 from .metrics_loader import load_metric
 from .model_card import Evaluation
-from .models import build_model, load_tokenizer
+from .models import build_model, extend_positions, load_tokenizer
 from .script_utils import (last_checkpoint, load_dataset_dict, logger, make_callbacks, report_done, require_split,
                            save_with_card, train_and_evaluate)
 from .validation import DataValidationError, require_columns
@@ -317,15 +317,18 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
     by_ranker = {"dense": {}, "bm25": {}, "hybrid": {}}  # ranker -> test set -> metrics
     test_metrics = by_ranker["dense"]
     fusion, fusion_record = None, {}
+    pool_length = data_args.eval_max_code_length or data_args.max_code_length
     if training_args.do_predict:
         model = trainer.accelerator.unwrap_model(trainer.model)
+        if extend_positions(model, pool_length):
+            logger.info("pools read %d tokens per candidate: the model's limit is raised to that", pool_length)
         if data_args.baselines and data_args.tune_fusion and trainer.is_world_process_zero():
             fusion, fusion_record = _choose_fusion(model, tokenizer, dsets, data_args, trainer)
         for name, ds in tests.items():
             if not trainer.is_world_process_zero():
                 continue  # one process ranks the pool; the others wait below
             result = evaluate_retrieval(model, tokenizer, ds, data_args.query_column, data_args.code_column,
-                                        data_args.max_query_length, data_args.max_code_length,
+                                        data_args.max_query_length, pool_length,
                                         data_args.eval_batch_size, data_args.max_eval_samples, prefix=name,
                                         baselines=data_args.baselines, fusion=fusion)
             trainer.log_metrics(name, result)
@@ -352,7 +355,8 @@ def _choose_fusion(model, tokenizer, dsets, data_args: RetrievalDataArguments, t
                        data_args.dataset_path)
         return None, {}
     fusion, table = choose_fusion(model, tokenizer, dsets[data_args.validation_split], data_args.query_column,
-                                  data_args.code_column, data_args.max_query_length, data_args.max_code_length,
+                                  data_args.code_column, data_args.max_query_length,
+                                  data_args.eval_max_code_length or data_args.max_code_length,
                                   data_args.eval_batch_size, data_args.max_eval_samples)
     default = table[next(iter(table))]  # the grid starts with the equal-weight fusion
     record = {**fusion.to_dict(), "chosen_on": f"{_dataset_id(data_args.dataset_path)}:{data_args.validation_split}",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 MODEL_TYPES = ("mambacode", "roformer")
 TASKS = ("mlm", "retrieval", "token_classification")
 
@@ -154,6 +156,30 @@ def build_model(args: ModelArguments, task: str, tokenizer, **config_overrides):
     return model
 
 
+def extend_positions(model, length: int) -> bool:
+    """Let `model` read inputs of `length` tokens if its config stops it short; True if it changed. MambaCode has no
+    position table (its limit is only a check); RoCoder's rotary table is sinusoidal, so a longer one is
+    recomputed by its own formula (the first rows stay the trained model's). Neither model trained at that
+    length: reading longer documents than in training is the long-context test itself."""
+    config = model.config
+    if length <= config.max_position_embeddings:
+        return False
+    encoder = getattr(getattr(model, "roformer", None), "encoder", None)
+    if encoder is not None and hasattr(encoder, "embed_positions"):
+        from transformers.models.roformer.modeling_roformer import RoFormerSinusoidalPositionalEmbedding
+
+        old = encoder.embed_positions
+        new = RoFormerSinusoidalPositionalEmbedding(length, old.weight.shape[1]).to(old.weight.device)
+        with torch.no_grad():
+            new.weight.copy_(new.create_weight().to(old.weight.dtype))
+        encoder.embed_positions = new
+    elif config.model_type != "mambacode":
+        raise ValueError(f"extend_positions: cannot extend a {config.model_type} model past "
+                         f"max_position_embeddings={config.max_position_embeddings}")
+    config.max_position_embeddings = length
+    return True
+
+
 def load_tokenizer(args: ModelArguments):
     """The tokenizer named by --tokenizer_name_or_path, else the checkpoint's; one of them is required."""
     from transformers import AutoTokenizer
@@ -169,5 +195,5 @@ def count_trainable(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ModelArguments", "MODEL_TYPES", "TASKS", "build_model", "new_config", "load_tokenizer",
+__all__ = ["ModelArguments", "MODEL_TYPES", "TASKS", "build_model", "extend_positions", "new_config", "load_tokenizer",
            "resolve_model_type", "count_trainable"]
