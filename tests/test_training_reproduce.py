@@ -137,6 +137,16 @@ def test_cpu_preset_is_three_variants_three_tasks_three_seeds_in_bf16(rp, tmp_pa
     assert rp.PRESET_THREADS["cpu"] == 2
     # the tiny preset keeps one seed, float32 and every variant: its tables stay as they were
     assert tiny.seeds == (0,) and tiny.bf16 is False and tiny.variants is None and tiny.tasks == TASKS
+    # long-context: training pairs read the queried function, pools whole documents up to 4,096 tokens;
+    # AdvTest keeps one length and whole codes
+    from mambacode.training.pipeline import finetune_arguments
+
+    _, _, longctx, _, _ = finetune_arguments(cpu, "longctx", "s4d", "m", "corpus", str(tmp_path))
+    assert (longctx.crop_train_to_function, longctx.max_code_length, longctx.eval_max_code_length) == (True, 512, 4096)
+    _, _, advtest, _, _ = finetune_arguments(cpu, "advtest", "s4d", "m", "corpus", str(tmp_path))
+    assert (advtest.crop_train_to_function, advtest.eval_max_code_length) == (False, None)
+    _, _, tiny_longctx, _, _ = finetune_arguments(tiny, "longctx", "s4d", "m", "corpus", str(tmp_path))
+    assert (tiny_longctx.crop_train_to_function, tiny_longctx.eval_max_code_length) == (False, None)
     with pytest.raises(SystemExit) as exc:
         rp.main(["--preset", "huge", "--output_dir", str(tmp_path)])
     assert exc.value.code == 2 and "--preset: unknown 'huge'; choose from ['tiny', 'small', 'base', 'cpu']" in (

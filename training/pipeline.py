@@ -92,6 +92,8 @@ class Preset:
     length_grouped: bool = False  # retrieval fine-tuning batches of similar query + code length (less padding)
     lr_schedule: str = "cosine"  # transformers' lr_scheduler_type of every training stage ('cosine', 'linear')
     probe_test_fraction: float = 0.2  # probe pairs held out for testing (the paper's 80/20 split by default)
+    long_eval_len: int | None = None  # long-context pools read this many tokens per document (None: long_code_len)
+    crop_long_context: bool = False  # long-context training pairs read the queried function (`function_window`)
 
     def finetune_steps(self, task: str) -> int:
         """The fine-tuning steps of `task`: its entry in `task_steps`, else `ft_steps`."""
@@ -333,7 +335,9 @@ def finetune_arguments(preset: Preset, task: str, name: str, model_dir: str, cor
     data_args = RetrievalDataArguments(
         dataset_path=os.path.join(corpus, "retrieval" if advtest else "long_context"),
         max_query_length=preset.query_len, max_code_length=preset.code_len if advtest else preset.long_code_len,
-        test_dataset_path=[os.path.join(corpus, "retrieval_adv")] if advtest else [], **limits)
+        test_dataset_path=[os.path.join(corpus, "retrieval_adv")] if advtest else [],
+        eval_max_code_length=None if advtest else preset.long_eval_len,
+        crop_train_to_function=not advtest and preset.crop_long_context, **limits)
     return run_retrieval, model_args, data_args, training_args, run_args
 
 
