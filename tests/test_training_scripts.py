@@ -137,6 +137,60 @@ def test_type_inference_and_rocoder(data, tmp_path):
                                     *TRAIN]) == 2
 
 
+@pytest.mark.parametrize("family", ["mambacode", "roformer"])
+def test_long_context_trains_on_function_windows_and_reads_whole_documents(data, tmp_path, family):
+    """The cpu preset's long-context settings end to end: training pairs cropped to their function, pools read
+    past the model's position limit (raised in the saved config; RoCoder's longer rotary table saved and
+    loaded back), and the test MRR equal to an independent ranking of the saved model at that length."""
+    import numpy as np
+    from transformers import AutoModel, AutoTokenizer
+
+    from mambacode.training.evaluation import embed_texts, retrieval_pool
+    from mambacode.training.metrics_loader import retrieval_metrics
+
+    rng = random.Random(1)
+    words = ["parse", "merge", "split", "count", "sort", "write", "read", "value", "items", "table", "cache", "path"]
+    rows = []
+    for d in range(12):
+        names = rng.sample(words, 4)
+        body = "".join(f"    def {n}_{d}(self, x):\n        return {n}(x, {rng.choice(words)})\n\n" for n in names)
+        doc = f"class Doc{d}:\n" + "    # " + " ".join(rng.choice(words) for _ in range(60)) + "\n" + body
+        rows += [{"query": f"{n} the {rng.choice(words)}", "code": doc, "func_name": f"Doc{d}.{n}_{d}"} for n in names]
+    root = tmp_path / "long_context"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:32]),
+                          "validation": datasets.Dataset.from_list(rows[32:40]),
+                          "test": datasets.Dataset.from_list(rows[40:])}).save_to_disk(str(root))
+    out = str(tmp_path / family)
+    model_flags = (["--model_type", "roformer", *SMALL[:6]] if family == "roformer" else SMALL[:8])
+    assert script("run_retrieval")(["--tokenizer_name_or_path", data["tok"], "--dataset_path", str(root), *model_flags,
+                                    "--max_position_embeddings", "64", "--max_code_length", "32",
+                                    "--crop_train_to_function", "true", "--eval_max_code_length", "200",
+                                    "--output_dir", out, "--do_train", "--do_predict", "--max_steps", "2",
+                                    *TRAIN]) == 0
+    assert json.load(open(os.path.join(out, "config.json")))["max_position_embeddings"] == 200
+    model = AutoModel.from_pretrained(out, trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    test = datasets.load_from_disk(str(root))["test"]
+    pool, gold = retrieval_pool(list(test["query"]), list(test["code"]))
+    assert max(len(ids) for ids in tokenizer(pool)["input_ids"]) > 64  # the documents are longer than the limit
+    if family == "roformer":
+        from mambacode.training.rocoder import mean_pool
+
+        def embed(texts):
+            rows = []
+            for text in texts:  # one at a time, no padding: an independent path through the base model
+                enc = tokenizer(text, truncation=True, max_length=200, return_tensors="pt")
+                with torch.no_grad():
+                    hidden = model(**enc).last_hidden_state
+                rows.append(torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]).float(), dim=-1)[0])
+            return torch.stack(rows)
+        queries, codes = embed(list(test["query"])), embed(pool)
+    else:
+        queries, codes = embed_texts(model, tokenizer, list(test["query"]), 64), embed_texts(model, tokenizer, pool, 200)
+    want = retrieval_metrics((queries @ codes.T).numpy().astype(np.float64), gold)["mrr"]
+    assert json.load(open(os.path.join(out, "all_results.json")))["test_mrr"] == pytest.approx(want, abs=1e-4)
+
+
 def test_bad_inputs_are_named(data, tmp_path, capsys):
     run = script("run_retrieval")
     assert run(["--tokenizer_name_or_path", data["tok"], "--dataset_path", data["retrieval"], "--code_column", "body",

@@ -318,18 +318,22 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
     test_metrics = by_ranker["dense"]
     fusion, fusion_record = None, {}
     pool_length = data_args.eval_max_code_length or data_args.max_code_length
+    # longer candidates, fewer per batch: the same tokens per batch as --eval_batch_size at --max_code_length
+    # (RoCoder's attention scores grow with the square of the length)
+    pool_batch = max(1, data_args.eval_batch_size * data_args.max_code_length // max(pool_length,
+                                                                                   data_args.max_code_length))
     if training_args.do_predict:
         model = trainer.accelerator.unwrap_model(trainer.model)
         if extend_positions(model, pool_length):
             logger.info("pools read %d tokens per candidate: the model's limit is raised to that", pool_length)
         if data_args.baselines and data_args.tune_fusion and trainer.is_world_process_zero():
-            fusion, fusion_record = _choose_fusion(model, tokenizer, dsets, data_args, trainer)
+            fusion, fusion_record = _choose_fusion(model, tokenizer, dsets, data_args, trainer, pool_length, pool_batch)
         for name, ds in tests.items():
             if not trainer.is_world_process_zero():
                 continue  # one process ranks the pool; the others wait below
             result = evaluate_retrieval(model, tokenizer, ds, data_args.query_column, data_args.code_column,
                                         data_args.max_query_length, pool_length,
-                                        data_args.eval_batch_size, data_args.max_eval_samples, prefix=name,
+                                        pool_batch, data_args.max_eval_samples, prefix=name,
                                         baselines=data_args.baselines, fusion=fusion)
             trainer.log_metrics(name, result)
             trainer.save_metrics(name, result, combined=True)
@@ -346,7 +350,8 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
                            fusion_record)
 
 
-def _choose_fusion(model, tokenizer, dsets, data_args: RetrievalDataArguments, trainer) -> tuple:
+def _choose_fusion(model, tokenizer, dsets, data_args: RetrievalDataArguments, trainer, pool_length: int,
+                   pool_batch: int) -> tuple:
     """(Fusion or None, its record): the hybrid's fusion chosen on the validation split's pool
     (`evaluation.choose_fusion`), written into the model's config as `hybrid_fusion` (saved with the model, read
     by `mambacode search`) and logged as `fusion_*` metrics; (None, {}) without a validation split."""
@@ -355,9 +360,8 @@ def _choose_fusion(model, tokenizer, dsets, data_args: RetrievalDataArguments, t
                        data_args.dataset_path)
         return None, {}
     fusion, table = choose_fusion(model, tokenizer, dsets[data_args.validation_split], data_args.query_column,
-                                  data_args.code_column, data_args.max_query_length,
-                                  data_args.eval_max_code_length or data_args.max_code_length,
-                                  data_args.eval_batch_size, data_args.max_eval_samples)
+                                  data_args.code_column, data_args.max_query_length, pool_length, pool_batch,
+                                  data_args.max_eval_samples)
     default = table[next(iter(table))]  # the grid starts with the equal-weight fusion
     record = {**fusion.to_dict(), "chosen_on": f"{_dataset_id(data_args.dataset_path)}:{data_args.validation_split}",
               "validation_mrr": table[f"w={fusion.dense_weight:g},k={fusion.k}"],
