@@ -136,4 +136,6 @@ def crop_to_functions(dataset, code_column: str = "code", name_column: str = "fu
         window = function_window(code, name)
         counts["cropped" if window is not None else "kept"] += 1
         codes.append(code if window is None else window)
-    return dataset.remove_columns(code_column).add_column(code_column, codes), counts
+    from .obfuscate import replace_column
+
+    return replace_column(dataset, code_column, codes), counts

@@ -316,4 +316,10 @@ def obfuscate_training_codes(dataset, fraction: float, seed: int = 0, code_colum
         else:
             codes[row] = new
             counts["obfuscated"] += 1
-    return dataset.remove_columns(code_column).add_column(code_column, codes), counts
+    return replace_column(dataset, code_column, codes), counts
+
+
+def replace_column(dataset, column: str, values: list):
+    """`dataset` with `column`'s values replaced (same position in the column order)."""
+    order = dataset.column_names
+    return dataset.remove_columns(column).add_column(column, values).select_columns(order)

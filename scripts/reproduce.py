@@ -198,18 +198,20 @@ def main(argv=None) -> int:
     (args,) = ap.parse_args_into_dataclasses(args=argv)
     if args.preset not in PRESETS:
         ap.error(f"--preset: unknown {args.preset!r}; choose from {list(PRESETS)}")
+    def subset(value: str, allowed, error) -> list[str]:
+        """The comma list `value`, every item in `allowed`; else `ap.error(error(bad items or value))`."""
+        chosen = [v.strip() for v in value.split(",") if v.strip()]
+        bad = [v for v in chosen if v not in allowed]
+        if bad or not chosen:
+            ap.error(error(bad or repr(value)))
+        return chosen
+
     variants = list(PRESETS[args.preset].variants or VARIANTS)
     if args.variants:
-        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-        bad = [v for v in variants if v not in VARIANTS]
-        if bad:
-            ap.error(f"--variants: unknown {bad}; choose from {list(VARIANTS)}")
-    tasks = None
-    if args.tasks:
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-        bad = [t for t in tasks if t not in PRESETS[args.preset].tasks]
-        if bad or not tasks:
-            ap.error(f"--tasks: {bad or args.tasks!r} not among the preset's tasks {list(PRESETS[args.preset].tasks)}")
+        variants = subset(args.variants, VARIANTS, lambda bad: f"--variants: unknown {bad}; choose from {list(VARIANTS)}")
+    preset_tasks = list(PRESETS[args.preset].tasks)
+    tasks = subset(args.tasks, preset_tasks,
+                   lambda bad: f"--tasks: {bad} not among the preset's tasks {preset_tasks}") if args.tasks else None
     problems = missing_corpus_packages()
     if problems and not args.allow_unpinned_corpus and not corpus_is_complete(os.path.join(args.output_dir, "corpus")):
         print(f"error: the corpus would differ from the README's: [corpus] packages not as pinned: {', '.join(problems)}."

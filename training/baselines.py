@@ -68,40 +68,52 @@ def hybrid_scores(dense: np.ndarray, lexical: np.ndarray, k: int = RRF_K, dense_
     weight 1) does: pool size for the first fused candidate down to 1 for the last, so the `mrr` metric's rank
     is the fused position. Computed for all rows at once, in the same float operations and tie order as
     `reciprocal_rank_fusion` (tested against it row by row)."""
+    if k < 0:
+        raise ValueError(f"hybrid_scores: k={k} must be >= 0")
+    return _fused_positions(_ranks(dense, lexical), k, dense_weight)
+
+
+def _ranks(dense, lexical) -> tuple:
+    """(dense ranks, BM25 ranks, BM25-retrieved mask): what every fusion of the two rankings starts from."""
     dense, lexical = np.asarray(dense, dtype=np.float64), np.asarray(lexical, dtype=np.float64)
     if dense.shape != lexical.shape:
         raise ValueError(f"hybrid_scores: dense scores {dense.shape} and BM25 scores {lexical.shape} differ in shape")
-    if k < 0:
-        raise ValueError(f"hybrid_scores: k={k} must be >= 0")
     if dense.size == 0:
-        return np.zeros(dense.shape)
-    dense_rank, lexical_rank = _rank_matrix(dense), _rank_matrix(lexical)
-    retrieved = lexical > 0  # BM25 lists only the candidates sharing a word with the query
+        return dense, lexical, lexical > 0
+    # BM25 lists only the candidates sharing a word with the query
+    return _rank_matrix(dense), _rank_matrix(lexical), lexical > 0
+
+
+def _fused_positions(ranks: tuple, k: int, dense_weight: float) -> np.ndarray:
+    dense_rank, lexical_rank, retrieved = ranks
+    if dense_rank.size == 0:
+        return np.zeros(dense_rank.shape)
     fused = dense_weight / (k + dense_rank) + np.where(retrieved, 1.0 / (k + lexical_rank), 0.0)
     best = np.where(retrieved, np.minimum(dense_rank, lexical_rank), dense_rank)
-    ids = np.broadcast_to(np.arange(dense.shape[1]), dense.shape)
+    ids = np.broadcast_to(np.arange(dense_rank.shape[1]), dense_rank.shape)
     order = np.lexsort((ids, best, -fused), axis=-1)  # the last key sorts first
-    out = np.empty(dense.shape)
-    np.put_along_axis(out, order, np.arange(dense.shape[1], 0, -1, dtype=np.float64)[None, :].repeat(len(order), 0),
-                      axis=1)
+    out = np.empty(dense_rank.shape)
+    positions = np.arange(dense_rank.shape[1], 0, -1, dtype=np.float64)[None, :].repeat(len(order), 0)
+    np.put_along_axis(out, order, positions, axis=1)
     return out
 
 
 def tune_fusion(dense_scores: np.ndarray, lexical_scores: np.ndarray, gold: list[int],
                 grid: list[Fusion] | None = None) -> tuple[Fusion, dict]:
     """The fusion of `grid` (default `fusion_grid()`) with the highest hybrid MRR on these (queries x pool)
-    scores, and every candidate's MRR as {"w=<dense_weight>,k=<k>": mrr}. Meant for a validation split: the
-    chosen fusion is then applied, unchanged, to the test pools. Ties go to the earlier candidate (the
-    equal-weight default first)."""
+    scores, and every candidate's MRR as {`Fusion.label`: mrr}. Meant for a validation split: the chosen
+    fusion is then applied, unchanged, to the test pools. Ties go to the earlier candidate (the equal-weight
+    default first). Both rankings are computed once for the whole grid."""
     from .metrics_loader import retrieval_metrics
 
     grid = fusion_grid() if grid is None else list(grid)
     if not grid:
         raise ValueError("tune_fusion: empty grid")
+    ranks = _ranks(dense_scores, lexical_scores)
     table, best, best_mrr = {}, None, -1.0
     for fusion in grid:
-        mrr = retrieval_metrics(hybrid_scores(dense_scores, lexical_scores, fusion.k, fusion.dense_weight), gold)["mrr"]
-        table[f"w={fusion.dense_weight:g},k={fusion.k}"] = mrr
+        mrr = retrieval_metrics(_fused_positions(ranks, fusion.k, fusion.dense_weight), gold)["mrr"]
+        table[fusion.label] = mrr
         if mrr > best_mrr:
             best, best_mrr = fusion, mrr
     return best, table

@@ -273,21 +273,8 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
             tests[_dataset_id(path)] = extra
             test_ids[_dataset_id(path)] = _dataset_id(path)
 
-    if training_args.do_train and data_args.crop_train_to_function:
-        from mambacode.corpus import crop_to_functions
-
-        train_rows = require_split(dsets, data_args.train_split, data_args.dataset_path)
-        dsets[data_args.train_split], counts = crop_to_functions(train_rows, data_args.code_column)
-        logger.info("cropped %d of %d training documents to their function (%d kept whole: no def found)",
-                    counts["cropped"], counts["rows"], counts["kept"])
-    if training_args.do_train and data_args.obfuscate_train_fraction > 0:
-        from mambacode.corpus import obfuscate_training_codes
-
-        train_rows = require_split(dsets, data_args.train_split, data_args.dataset_path)
-        dsets[data_args.train_split], counts = obfuscate_training_codes(
-            train_rows, data_args.obfuscate_train_fraction, training_args.seed, data_args.code_column)
-        logger.info("obfuscated %d of %d training codes (%d drawn could not be and stay plain)",
-                    counts["obfuscated"], counts["rows"], counts["failed"])
+    if training_args.do_train:
+        _rewrite_training_codes(dsets, data_args, training_args.seed)
 
     def prepare(split, n):
         return _tokenized(training_args, dsets, data_args, split, n, tokenize_retrieval_pairs, "tokenize",
@@ -350,6 +337,23 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
                            fusion_record)
 
 
+def _rewrite_training_codes(dsets, data_args: RetrievalDataArguments, seed: int) -> None:
+    """The training split's code as the data arguments ask: cropped to the queried function
+    (--crop_train_to_function), then partly obfuscated (--obfuscate_train_fraction); each step logs its counts."""
+    from mambacode.corpus import crop_to_functions, obfuscate_training_codes
+
+    steps = []
+    if data_args.crop_train_to_function:
+        steps.append((lambda rows: crop_to_functions(rows, data_args.code_column), "cropped to their function"))
+    if data_args.obfuscate_train_fraction > 0:
+        steps.append((lambda rows: obfuscate_training_codes(rows, data_args.obfuscate_train_fraction, seed,
+                                                            data_args.code_column), "obfuscation"))
+    for rewrite, what in steps:
+        rows = require_split(dsets, data_args.train_split, data_args.dataset_path)
+        dsets[data_args.train_split], counts = rewrite(rows)
+        logger.info("training codes, %s: %s", what, counts)
+
+
 def _choose_fusion(model, tokenizer, dsets, data_args: RetrievalDataArguments, trainer, pool_length: int,
                    pool_batch: int) -> tuple:
     """(Fusion or None, its record): the hybrid's fusion chosen on the validation split's pool
@@ -364,7 +368,7 @@ def _choose_fusion(model, tokenizer, dsets, data_args: RetrievalDataArguments, t
                                   data_args.max_eval_samples)
     default = table[next(iter(table))]  # the grid starts with the equal-weight fusion
     record = {**fusion.to_dict(), "chosen_on": f"{_dataset_id(data_args.dataset_path)}:{data_args.validation_split}",
-              "validation_mrr": table[f"w={fusion.dense_weight:g},k={fusion.k}"],
+              "validation_mrr": table[fusion.label],
               "validation_mrr_equal_weights": default}
     model.config.hybrid_fusion = record
     metrics = {"fusion_dense_weight": fusion.dense_weight, "fusion_k": fusion.k,

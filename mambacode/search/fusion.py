@@ -30,6 +30,11 @@ class Fusion:
         if self.k < 0:
             raise ValueError(f"Fusion: k={self.k} must be >= 0")
 
+    @property
+    def label(self) -> str:
+        """'w=<dense_weight>,k=<k>': the key of a fusion in `tune_fusion`'s table."""
+        return f"w={self.dense_weight:g},k={self.k}"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
