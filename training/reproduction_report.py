@@ -433,7 +433,8 @@ def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: d
           "validation split's pool before the test pools are ranked (equal weights and k = 60 where no validation "
           "split was ranked; `mambacode search --mode hybrid` uses the model's choice and fuses each ranker's top "
           "100 instead of the whole pool).", "",
-          retrieval_table(rows), "", *([fusions, ""] if fusions else []), *(f"**Note:** {n}" for n in notes or []), *([""] if notes else []),
+          retrieval_table(rows), "",
+          *(["The fusion each run chose on its validation pool, with the validation hybrid MRR (%) it reached and the equal-weight fusion's:", "", fusions, ""] if fusions else []), *(f"**Note:** {n}" for n in notes or []), *([""] if notes else []),
           "## Probing (DirectProbe accuracy per task and layer)", "",
           "Rows: models pretrained and after fine-tuning (same sampled pairs for every model). Layer 0 is the "
           "embedding output." + (" Fine-tuned models: mean ± std over the seeds." if len(seeds) > 1 else ""), "",
