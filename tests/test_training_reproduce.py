@@ -313,12 +313,19 @@ def test_report_from_typed_results(tmp_path):
     assert "Held-out test pairs per task: ast_distance 520 (one pair = 0.19 points), dfg 0." in lines
     assert "| s4d | types | 1 / 4 | low-pass -> band-pass (1) | forward: 0.50, –; backward: 0.25, 0.12 |" in lines
     # claims: single runs have no spread; only comparisons with both sides present are listed
-    claims = lines[lines.index("## Claims"):lines.index("## Wall time per stage")]
+    claims = lines[lines.index("## Claims"):lines.index("## Targets")]
     assert [line for line in claims if line.startswith("| ") and "claim" not in line] == [
         "| s4d > rocoder | long-context MRR (%) | §1: the SSM learns code better than RoCoder trained alike (no number) "
         "| 25.00 | 12.50 | +12.50 | – | one run: no spread (paper's direction) |",
         "| s4d+anchor > s4d | type-inference F1 (%) | not in the paper: this project's regulariser (§5), hoped > "
         "| 45.00 | 40.00 | +5.00 | – | one run: no spread (paper's direction) |"]
+    # targets: the best type-inference variant (no s4d-hf retrieval run, no distance / siblings probe here)
+    targets = lines[lines.index("## Targets"):lines.index("## Wall time per stage")]
+    assert [line for line in targets if line.startswith("| ") and "| target |" not in line] == [
+        "| type inference, best variant (s4d+anchor) | micro-F1 over real types (%) | ≥ 30.00 | 45.00 | – | met |",
+        "| held-out probe pairs | points one pair moves an accuracy (100 / pairs; fewest: ast_distance, 520) "
+        "| < 0.500 | 0.192 | – | met |"]
+    assert [t["status"] for t in json.load(open(tmp_path / "targets.json"))] == ["met", "met"]
     assert "| corpus | 1.5 | 0.0 | this run |" in lines and "| **all stages** | 1.5 | 0.0 |  |" in lines
     rows = json.load(open(tmp_path / "results.json"))
     assert rows["s4d"] == {"advtest": 0.1234, "advtest_clean": 0.5, "params": 1234567, "longctx": 0.25,
@@ -326,7 +333,7 @@ def test_report_from_typed_results(tmp_path):
                            "advtest_clean_hybrid": 0.625, "longctx_hybrid": 0.35}
     assert rows["bm25"] == {"advtest": 0.0625, "advtest_clean": 0.75, "longctx": None}
     page = open(tmp_path / "report.html").read()
-    assert page.count("<table>") == 8 and "data:image/png;base64," in page  # the results plot is embedded
+    assert page.count("<table>") == 9 and "data:image/png;base64," in page  # the results plot is embedded
 
 
 def test_markdown_to_html_tables_code_and_figures(tmp_path):

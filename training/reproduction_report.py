@@ -1,7 +1,8 @@
 """The reproduction report (`report.md`, a self-contained `report.html`, `results.json`, `claims.json`,
-`results.png`) rendered from the pipeline's typed stage results: a Table-1-style results table with a BM25 row,
-a retrieval table of each model beside BM25 and its dense + BM25 hybrid, the probing tables, the spectral shift
-table, the paper's claims held against the seed spread, and the wall time of every stage.
+`targets.json`, `results.png`) rendered from the pipeline's typed stage results: a Table-1-style results table
+with a BM25 row, a retrieval table of each model beside BM25 and its dense + BM25 hybrid, the probing tables,
+the spectral shift table, the paper's claims held against the seed spread, the project's targets (`targets`),
+and the wall time of every stage.
 
 Fine-tuning results are keyed `(task, name, seed)` (a key `(task, name)` is seed 0). With one seed every
 number is shown as it is; with several, every fine-tuned number is shown as mean ± sample std over the seeds
@@ -24,6 +25,7 @@ from mambacode.tables import markdown_table
 
 from .claims import SPREAD_RULE, claims_table, probe_claims, task_claims
 from .pipeline import SEED_BASE, TASKS, VARIANTS, seed_suffix, split_seed
+from .targets import probe_targets, retrieval_targets, targets_table, types_target
 
 TASK_TITLES = {"advtest": "AdvTest-style MRR", "longctx": "long-context MRR", "types": "type-inference F1"}
 ADVTEST_SET = "retrieval_adv"  # the obfuscated test set, named after its corpus folder
@@ -236,13 +238,19 @@ def probe_accuracy(probes: list) -> dict:
     return merged
 
 
-def test_pairs_line(probes: list) -> list[str]:
-    """The held-out test pairs per probe task, and how far one pair moves an accuracy (100 / n points), as
-    lines of the report ([] when the runs did not record them)."""
+def probe_test_pairs(probes: list) -> dict:
+    """{probe task: held-out test pairs} over probe runs (the same pairs for every model: the first run's)."""
     counts = {}
     for result in probes:
         for task, n in (getattr(result, "test_pairs", None) or {}).items():
             counts.setdefault(task, n)
+    return counts
+
+
+def test_pairs_line(probes: list) -> list[str]:
+    """The held-out test pairs per probe task, and how far one pair moves an accuracy (100 / n points), as
+    lines of the report ([] when the runs did not record them)."""
+    counts = probe_test_pairs(probes)
     if not counts:
         return []
     parts = ", ".join(f"{task} {n:,} (one pair = {100 / n:.2f} points)" if n else f"{task} 0"
@@ -407,12 +415,14 @@ def sources_section(manifest: dict) -> list[str]:
 
 def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: dict, timings: dict,
                   figures: list, manifest: dict | None = None, notes: list | None = None, claims: list | None = None,
-                  seeds: tuple = (0,), earlier=(), invocation_seconds: float | None = None, fusions: str = "") -> str:
+                  seeds: tuple = (0,), earlier=(), invocation_seconds: float | None = None, fusions: str = "",
+                  targets: list | None = None) -> str:
     """The Markdown report; `figures`: (caption, path relative to the report) pairs; `manifest`: the
     corpus manifest (`mambacode.corpus.read_manifest`), whose sources are listed; `notes`: warnings printed
     under the retrieval table (`baseline_row`); `claims`: `mambacode.training.claims.Claim`s; `seeds`: the
     fine-tuning seeds the results hold; `timings` / `earlier` / `invocation_seconds`: see `timing_table`;
-    `fusions`: the hybrid's fusion per retrieval model (`fusion_table`), under the retrieval table."""
+    `fusions`: the hybrid's fusion per retrieval model (`fusion_table`), under the retrieval table; `targets`:
+    `mambacode.training.targets.TargetCheck`s."""
     spread = ([f"Every fine-tuned number is the mean ± sample standard deviation over {len(seeds)} seeds "
                f"({', '.join(map(str, seeds))}: Trainer seeds {', '.join(str(SEED_BASE + s) for s in seeds)}; same "
                "pretrained model, data and test pools); parameters and MLM perplexity are the one pretraining run's.",
@@ -434,7 +444,9 @@ def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: d
           "split was ranked; `mambacode search --mode hybrid` uses the model's choice and fuses each ranker's top "
           "100 instead of the whole pool).", "",
           retrieval_table(rows), "",
-          *(["The fusion each run chose on its validation pool, with the validation hybrid MRR (%) it reached and the equal-weight fusion's:", "", fusions, ""] if fusions else []), *(f"**Note:** {n}" for n in notes or []), *([""] if notes else []),
+          *(["The fusion each run chose on its validation pool, with the validation hybrid MRR (%) it reached and "
+             "the equal-weight fusion's:", "", fusions, ""] if fusions else []),
+          *(f"**Note:** {n}" for n in notes or []), *([""] if notes else []),
           "## Probing (DirectProbe accuracy per task and layer)", "",
           "Rows: models pretrained and after fine-tuning (same sampled pairs for every model). Layer 0 is the "
           "embedding output." + (" Fine-tuned models: mean ± std over the seeds." if len(seeds) > 1 else ""), "",
@@ -445,6 +457,13 @@ def render_report(preset_name: str, preset, rows: dict, probes: list, spectra: d
           "Each of the paper's comparisons this run can test (PAPER.md; the regulariser's rows are this project's "
           "hypothesis), written A > B in the paper's direction. " + SPREAD_RULE, "",
           claims_table(claims or []), "",
+          "## Targets", "",
+          "The targets set for a study trained on CPU (issue 13): the shipped code-search variant's dense MRR above "
+          "BM25 on the AdvTest-style pool and its hybrid above BM25 on the plain pool; micro-F1 over real types of "
+          "the best variant at least 30%; the pretrained encoders' best-layer DirectProbe accuracy at least 0.45 on "
+          "AST distance (5 classes) and 0.75 on siblings (2 classes), on enough held-out pairs that one pair moves "
+          "an accuracy by less than 0.5 points. Over seeds a target is met in every seed, by the mean only, or not "
+          "met; a number measured once is met or not.", "", targets_table(targets or []), "",
           *(["## Corpus sources", "", *sources_section(manifest), ""] if manifest else []),
           "## Wall time per stage", "",
           "Seconds each stage took when it ran (stages finished by an earlier, interrupted invocation keep the time "
@@ -477,7 +496,8 @@ def markdown_to_html(text: str, base: str) -> str:
 def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, finetuned: dict, probes: dict,
                  spectra: dict, timings: dict, manifest: dict | None = None, earlier=(),
                  invocation_seconds: float | None = None) -> str:
-    """Write report.md, report.html, results.json, claims.json, results.png and curves.png to `output_dir`; returns
+    """Write report.md, report.html, results.json, claims.json, targets.json, results.png and curves.png to
+    `output_dir`; returns
     report.md's path. `finetuned` / `spectra`: keyed (task, name[, seed]); `probes`: {'pretrained' |
     'finetuned[-seed<s>]': ProbeResult}."""
     rows = results_rows(pretrained, finetuned)
@@ -485,6 +505,8 @@ def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, fi
     runs = seed_runs(finetuned)
     seeds = tuple(sorted({s for per_seed in runs.values() for s in per_seed})) or (0,)
     claims = task_claims(runs, {t: TASK_METRIC[t] for t in TASKS}) + probe_claims(probe_runs(list(probes.values())))
+    targets = (retrieval_targets(runs) + types_target(runs)
+               + probe_targets(probe_runs(list(probes.values())), probe_test_pairs(list(probes.values()))))
     figures = []
     if results_plot(rows, os.path.join(output_dir, "results.png")):
         figures.append(("Table 1 metrics (higher is better)", "results.png"))
@@ -500,15 +522,17 @@ def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, fi
             figures += [(f"Spectra {name}{seed_suffix(seed)} before/after {task} fine-tuning "
                          f"({os.path.basename(p)[:-4]})", os.path.relpath(p, output_dir)) for p in result.figures]
     text = render_report(preset_name, preset, rows, list(probes.values()), spectra, timings, figures, manifest, notes,
-                         claims, seeds, earlier, invocation_seconds, fusion_table(finetuned))
+                         claims, seeds, earlier, invocation_seconds, fusion_table(finetuned), targets)
     path = atomic_write_text(os.path.join(output_dir, "report.md"), text)
     atomic_write_text(os.path.join(output_dir, "report.html"), markdown_to_html(text, output_dir))
     atomic_write_text(os.path.join(output_dir, "results.json"), json.dumps(rows, indent=1))
     atomic_write_text(os.path.join(output_dir, "claims.json"), json.dumps([c.to_json() for c in claims], indent=1))
+    atomic_write_text(os.path.join(output_dir, "targets.json"), json.dumps([t.to_json() for t in targets], indent=1))
     return path
 
 
 __all__ = ["MeanStd", "seed_runs", "results_rows", "baseline_row", "results_table", "retrieval_table", "probe_runs",
-           "probe_accuracy", "probe_table", "test_pairs_line", "spectrum_table", "timing_table", "model_label",
+           "probe_accuracy", "probe_table", "probe_test_pairs", "test_pairs_line", "spectrum_table", "timing_table",
+           "model_label",
            "loss_curve", "loss_panels", "curves_plot",
            "model_path_key", "render_report", "sources_section", "markdown_to_html", "write_report"]
