@@ -322,7 +322,9 @@ def run_arms(preset, args) -> None:
 def summarise(records: list[dict], arms: list[str]) -> list[dict]:
     """Per arm: the last MLM eval loss, the last validation MRR, the CPU minutes spent by both stages up to
     that MRR, MRR per CPU minute, and the deltas to the reference; None where a stage has no record yet. An
-    arm that shares the reference's MLM stage (`Arm.mlm_arm`) reports, and is charged, the reference's."""
+    arm that shares the reference's MLM stage (`Arm.mlm_arm`) reports, and is charged, the reference's. An MLM
+    stage stopped before the reference's budget has its loss compared with the reference's at the same CPU
+    minutes (`mlm_loss_delta_at`: those minutes; None when compared at the end)."""
     rows = []
     for arm in arms:
         owner = {"mlm": mlm_owner(arm), "retrieval": arm}
@@ -343,7 +345,21 @@ def summarise(records: list[dict], arms: list[str]) -> list[dict]:
         for key in ("mlm_loss", "mrr"):
             both = ref is not None and row[key] is not None and ref[key] is not None
             row[f"{key}_delta"] = row[key] - ref[key] if both else None
+        # an MLM stage stopped short of the reference's budget is compared at its own CPU minutes, on the same
+        # schedule (it runs over the budget), not with the reference's end
+        row["mlm_loss_delta_at"] = None
+        short = (row["mlm_loss_delta"] is not None and row["mlm_cpu_minutes"] is not None
+                 and row["mlm_cpu_minutes"] < ref["mlm_cpu_minutes"] - 0.5)
+        if short:
+            row["mlm_loss_delta"] = row["mlm_loss"] - mlm_loss_at(records, "reference", row["mlm_cpu_minutes"])
+            row["mlm_loss_delta_at"] = row["mlm_cpu_minutes"]
     return rows
+
+
+def mlm_loss_at(records: list[dict], arm: str, minutes: float) -> float:
+    """The MLM eval loss of `arm`'s MLM stage recorded nearest to `minutes` CPU minutes."""
+    mine = [r for r in records if r["arm"] == mlm_owner(arm) and r["stage"] == "mlm" and r["metric"] == "loss"]
+    return min(mine, key=lambda r: abs(r["cpu_minutes"] - minutes))["value"]
 
 
 def mlm_owner(arm: str) -> str:
@@ -366,10 +382,13 @@ def table(rows: list[dict], done: dict) -> str:
     headers = ["arm", "change", "MLM loss", "Δ loss", "val MRR", "Δ MRR", "CPU min (MLM + ft)",
                "MRR per CPU min", "steps (MLM + ft)", "status"]
     body = [[r["arm"], ARMS[r["arm"]].change if r["arm"] in ARMS else "", _cell(r["mlm_loss"], ".4f"),
-             _cell(r["mlm_loss_delta"], "+.4f"), _cell(r["mrr"], ".4f"), _cell(r["mrr_delta"], "+.4f"),
-             "-" if r["cpu_minutes"] is None else f"{r['mlm_cpu_minutes']:.1f} + {r['ft_cpu_minutes']:.1f}",
+             _cell(r["mlm_loss_delta"], "+.4f") + ("" if r.get("mlm_loss_delta_at") is None else
+                                                   f" (both at {r['mlm_loss_delta_at']:.0f} CPU min)"),
+             _cell(r["mrr"], ".4f"), _cell(r["mrr_delta"], "+.4f"),
+             "-" if r["mlm_cpu_minutes"] is None
+             else f"{r['mlm_cpu_minutes']:.1f} + {_cell(r['ft_cpu_minutes'], '.1f')}",
              _cell(r["mrr_per_cpu_minute"], ".5f"),
-             "-" if r["mlm_steps"] is None or r["ft_steps"] is None else f"{r['mlm_steps']:,} + {r['ft_steps']:,}",
+             "-" if r["mlm_steps"] is None else f"{r['mlm_steps']:,} + {_cell(r['ft_steps'], ',')}",
              "done" if done.get(r["arm"]) else "running / not run"]
             for r in rows]
     return markdown_table(headers, body)

@@ -197,3 +197,26 @@ def test_preset_mlm_on_all_code(presets, corpus):
     assert plain.dataset_path == os.path.join(corpus, "retrieval") and plain.max_train_samples == MINI["max_train_rows"]
     with pytest.raises(ValueError, match="mlm_data='both'"):
         pretrain_arguments(dataclasses.replace(preset, mlm_data="both"), "s4d", "t", corpus, "o")
+
+
+def test_an_mlm_stopped_early_is_compared_with_the_reference_at_its_cpu_minutes(recipe):
+    def rec(arm, stage, step, minutes, metric, value):
+        return {"arm": arm, "stage": stage, "step": step, "cpu_minutes": minutes, "wall_minutes": minutes,
+                "metric": metric, "value": value}
+
+    records = [rec("reference", "mlm", 10, 4.0, "loss", 4.5), rec("reference", "mlm", 20, 8.0, "loss", 4.1),
+               rec("reference", "mlm", 30, 12.0, "loss", 3.8),
+               rec("reference", "retrieval", 5, 4.0, "mrr", 0.25),
+               rec("float32", "mlm", 5, 4.1, "loss", 5.25), rec("float32", "mlm", 9, 7.9, "loss", 4.5),
+               rec("all-code", "mlm", 31, 11.8, "loss", 3.7)]  # within 0.5 CPU min of the budget: the end
+    ref, f32, all_code = recipe.summarise(records, ["reference", "float32", "all-code"])
+    assert ref["mlm_loss"] == 3.8 and ref["mlm_loss_delta_at"] is None
+    # float32 stopped at 7.9 CPU minutes: against the reference's 8.0-minute record (4.1), not its end (3.8)
+    assert f32["mlm_loss_delta"] == pytest.approx(4.5 - 4.1) and f32["mlm_loss_delta_at"] == 7.9
+    assert f32["mrr"] is None and f32["mrr_delta"] is None
+    assert all_code["mlm_loss_delta"] == pytest.approx(3.7 - 3.8) and all_code["mlm_loss_delta_at"] is None
+    row = [line for line in recipe.table([ref, f32, all_code], {"reference": True}).splitlines()
+           if line.startswith("| float32 |")][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:10] == ["4.5000", "+0.4000 (both at 8 CPU min)", "-", "-", "7.9 + -", "-", "9 + -",
+                           "running / not run"]
