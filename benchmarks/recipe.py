@@ -20,7 +20,8 @@ evaluation appends a record (arm, stage, step, cpu_minutes, wall_minutes, metric
 Resumable in pieces: each arm/stage trains in `<output_dir>/<arm>/<stage>/` with its checkpoints and a
 `.done` marker (`pipeline.StageRunner`); running the command again skips finished stages and resumes an
 interrupted one from its last checkpoint (with its CPU clock, saved in the checkpoint). `--arms` picks a
-subset; `--report` only prints the table from the records. The table, the JSON
+subset; `--report` only prints the table from the records; `--test_pools` ranks each finished arm's model on
+the corpus's whole test pools too (AdvTest-style and plain: the metric of the dense target). The table, the JSON
 (`benchmarks/results/recipe_cpu.json`) and the plot (MRR against CPU minutes) are rewritten after every
 arm.
 """
@@ -378,9 +379,11 @@ def _cell(value, fmt: str) -> str:
 
 
 def table(rows: list[dict], done: dict) -> str:
-    """The markdown table of `summarise`'s rows; `done[arm]`: whether both its stages finished."""
+    """The markdown table of `summarise`'s rows; `done[arm]`: whether both its stages finished. Rows ranked on
+    the test pools (`test_pool_mrr`) add a last column: test MRR, AdvTest-style / plain."""
     headers = ["arm", "change", "MLM loss", "Δ loss", "val MRR", "Δ MRR", "CPU min (MLM + ft)",
                "MRR per CPU min", "steps (MLM + ft)", "status"]
+    tested = any("test_mrr" in r for r in rows)
     body = [[r["arm"], ARMS[r["arm"]].change if r["arm"] in ARMS else "", _cell(r["mlm_loss"], ".4f"),
              _cell(r["mlm_loss_delta"], "+.4f") + ("" if r.get("mlm_loss_delta_at") is None else
                                                    f" (both at {r['mlm_loss_delta_at']:.0f} CPU min)"),
@@ -390,8 +393,9 @@ def table(rows: list[dict], done: dict) -> str:
              _cell(r["mrr_per_cpu_minute"], ".5f"),
              "-" if r["mlm_steps"] is None else f"{r['mlm_steps']:,} + {_cell(r['ft_steps'], ',')}",
              "done" if done.get(r["arm"]) else "running / not run"]
+            + ([f"{_cell(r.get('test_adv_mrr'), '.4f')} / {_cell(r.get('test_mrr'), '.4f')}"] if tested else [])
             for r in rows]
-    return markdown_table(headers, body)
+    return markdown_table(headers + (["test MRR (AdvTest-style / plain)"] if tested else []), body)
 
 
 def plot(records: list[dict], arms: list[str], path: str) -> str | None:
@@ -421,8 +425,38 @@ def plot(records: list[dict], arms: list[str], path: str) -> str | None:
     return path
 
 
+TEST_POOLS = {"test_adv_mrr": "retrieval_adv", "test_mrr": "retrieval"}  # row key -> corpus folder (test split)
+TEST_POOLS_FILE = "test_pools.json"
+
+
+def test_pool_mrr(folder: str, corpus: str, preset) -> dict:
+    """Dense MRR of a finished arm's retrieval model on the corpus's test pools (whole pools: AdvTest-style and
+    plain; the preset's query and code lengths, as the preset's own models are tested): the metric of issue
+    13's dense target, which the validation metric (first `--val_queries` queries) only approximates. Cached
+    in `<folder>/test_pools.json`, written atomically."""
+    cache = os.path.join(folder, TEST_POOLS_FILE)
+    if os.path.exists(cache):
+        return json.load(open(cache))
+    from datasets import load_from_disk
+
+    from mambacode.pretrained import load_for_task
+    from mambacode.training.evaluation import evaluate_retrieval
+
+    model, tokenizer = load_for_task(folder, "retrieval")
+    model.eval()
+    result = {}
+    for key, split in TEST_POOLS.items():
+        test = load_from_disk(os.path.join(corpus, split))["test"]
+        metrics = evaluate_retrieval(model, tokenizer, test, max_query_length=preset.query_len,
+                                     max_code_length=preset.code_len, baselines=False, prefix="t")
+        result[key] = metrics["t_mrr"]
+    atomic_write_text(cache, json.dumps(result, indent=1))
+    return result
+
+
 def write_outputs(args, preset) -> str:
-    """Print the table, write the JSON (atomically) and the plot; returns the table."""
+    """Print the table, write the JSON (atomically) and the plot; returns the table. With `args.test_pools`,
+    every finished arm's model is also ranked on the test pools (`test_pool_mrr`) and the table says so."""
     from mambacode.training.pipeline import cpu_bf16_supported
 
     log = RecordLog(os.path.join(args.output_dir, "records.jsonl"))
@@ -431,6 +465,11 @@ def write_outputs(args, preset) -> str:
     done = {a: all(os.path.exists(os.path.join(args.output_dir, mlm_owner(a) if s == "mlm" else a, s, ".done"))
                    for s in STAGES) for a in arms}
     rows = summarise(records, arms)
+    if getattr(args, "test_pools", False):
+        corpus = args.corpus_dir or os.path.join(args.output_dir, "corpus")
+        for row in rows:
+            if done[row["arm"]]:
+                row.update(test_pool_mrr(os.path.join(args.output_dir, row["arm"], "retrieval"), corpus, preset))
     text = table(rows, done)
     print(text, flush=True)
     if skipped:
@@ -471,6 +510,9 @@ def main(argv=None, presets: dict | None = None) -> int:
     ap.add_argument("--results", default=str(RESULTS), help="JSON written at the end (the plot beside it, .png)")
     ap.add_argument("--report", action="store_true", help="only print the table and write the JSON from the records")
     ap.add_argument("--verbose", action="store_true", help="stage output on the console, not in log files")
+    ap.add_argument("--test_pools", action="store_true",
+                    help="also rank every finished arm's model on the corpus's whole test pools (AdvTest-style and "
+                         "plain; cached per arm) and add the test MRR to the table")
     args = ap.parse_args(argv)
     presets = presets if presets is not None else load_presets()
     if args.preset not in presets:

@@ -155,6 +155,41 @@ def test_recipe_ablation_records_skips_resumes_and_tabulates(recipe, presets, co
     assert saved["settings"]["clock"].startswith("process CPU time")
     assert os.path.exists(str(tmp_path / "recipe_cpu.png")) == (saved["figure"] is not None)
 
+    # --test_pools: each finished arm's model on the whole test pools, against a ranking done here one text at a
+    # time (no batching, no padding) with float64 cosines and ranks counted by hand (ties against the model)
+    assert recipe.main([*argv, "--report", "--test_pools"], presets=presets) == 0
+    tested = capsys.readouterr().out
+    assert "| test MRR (AdvTest-style / plain) |" in tested
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = os.path.join(out, "all-code", "retrieval")
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+
+    def embed(text, length):
+        enc = tokenizer(text, truncation=True, max_length=length, return_tensors="pt")
+        with torch.no_grad():
+            vec = model.embed(enc["input_ids"], enc["attention_mask"])[0][0].double()
+        return vec / vec.norm()
+
+    def mrr(split):
+        test = datasets.load_from_disk(os.path.join(corpus, split))["test"]
+        pool = list(dict.fromkeys(test["code"]))
+        codes = torch.stack([embed(c, MINI["code_len"]) for c in pool])
+        total = 0.0
+        for query, code in zip(test["query"], test["code"]):
+            scores = codes @ embed(query, MINI["query_len"])
+            gold = scores[pool.index(code)]
+            total += 1.0 / int((scores >= gold - 1e-6).sum())
+        return total / len(test)
+
+    cached = json.load(open(os.path.join(folder, "test_pools.json")))
+    assert cached["test_adv_mrr"] == pytest.approx(mrr("retrieval_adv"), abs=2e-3)
+    assert cached["test_mrr"] == pytest.approx(mrr("retrieval"), abs=2e-3)
+    row = [line for line in tested.splitlines() if line.startswith("| all-code |")][-1]
+    assert row.rstrip().endswith(f"| {cached['test_adv_mrr']:.4f} / {cached['test_mrr']:.4f} |")
+    assert [r["test_mrr"] for r in json.load(open(results))["table"]][1] == cached["test_mrr"]
+
 
 def test_lr_factor_matches_transformers_schedules_at_step_fractions(recipe):
     """The budget-time schedule at progress = step / total equals transformers' step schedules."""
