@@ -433,10 +433,14 @@ def test_pool_mrr(folder: str, corpus: str, preset) -> dict:
     """Dense MRR of a finished arm's retrieval model on the corpus's test pools (whole pools: AdvTest-style and
     plain; the preset's query and code lengths, as the preset's own models are tested): the metric of issue
     13's dense target, which the validation metric (first `--val_queries` queries) only approximates. Cached
-    in `<folder>/test_pools.json`, written atomically."""
-    cache = os.path.join(folder, TEST_POOLS_FILE)
+    in `<folder>/test_pools.json` (written atomically) with the lengths it was ranked at; other lengths rank
+    again."""
+    cache, lengths = os.path.join(folder, TEST_POOLS_FILE), {"max_query_length": preset.query_len,
+                                                             "max_code_length": preset.code_len}
     if os.path.exists(cache):
-        return json.load(open(cache))
+        cached = json.load(open(cache))
+        if all(cached.get(k) == v for k, v in lengths.items()):
+            return {k: cached[k] for k in TEST_POOLS}
     from datasets import load_from_disk
 
     from mambacode.pretrained import load_for_task
@@ -450,7 +454,7 @@ def test_pool_mrr(folder: str, corpus: str, preset) -> dict:
         metrics = evaluate_retrieval(model, tokenizer, test, max_query_length=preset.query_len,
                                      max_code_length=preset.code_len, baselines=False, prefix="t")
         result[key] = metrics["t_mrr"]
-    atomic_write_text(cache, json.dumps(result, indent=1))
+    atomic_write_text(cache, json.dumps({**result, **lengths}, indent=1))
     return result
 
 

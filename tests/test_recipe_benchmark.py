@@ -184,6 +184,7 @@ def test_recipe_ablation_records_skips_resumes_and_tabulates(recipe, presets, co
         return total / len(test)
 
     cached = json.load(open(os.path.join(folder, "test_pools.json")))
+    assert (cached["max_query_length"], cached["max_code_length"]) == (MINI["query_len"], MINI["code_len"])
     assert cached["test_adv_mrr"] == pytest.approx(mrr("retrieval_adv"), abs=2e-3)
     assert cached["test_mrr"] == pytest.approx(mrr("retrieval"), abs=2e-3)
     row = [line for line in tested.splitlines() if line.startswith("| all-code |")][-1]
