@@ -140,7 +140,8 @@ def probe_claims(runs: dict, probe: str = "directprobe") -> list[Claim]:
     return claims
 
 
-def _shown(values: dict, percent: bool) -> str:
+def mean_std_text(values: dict, percent: bool) -> str:
+    """{seed: value} as 'mean ± sample std' ('mean' for one value): fractions in % with 2 decimals, else 3."""
     vals = [v * (100.0 if percent else 1.0) for v in values.values()]
     digits = 2 if percent else 3
     text = f"{statistics.fmean(vals):.{digits}f}"
@@ -155,11 +156,11 @@ def claims_table(claims: list[Claim]) -> str:
     for c in claims:
         found, diff, spread = c.judged()
         scale, digits = (100.0, 2) if c.percent else (1.0, 3)
-        body.append([c.claim, c.measure, c.paper, _shown(c.a, c.percent), _shown(c.b, c.percent),
+        body.append([c.claim, c.measure, c.paper, mean_std_text(c.a, c.percent), mean_std_text(c.b, c.percent),
                      f"{diff * scale:+.{digits}f}", "–" if spread is None else f"{spread * scale:.{digits}f}", found])
     return markdown_table(["claim (paper's direction: A > B)", "measure", "paper", "A", "B", "A − B", "spread",
                            "verdict"], body)
 
 
 __all__ = ["SPREAD_RULE", "PAPER_DIRECTION", "WITHIN", "OTHER_DIRECTION", "NO_SPREAD", "verdict", "Claim",
-           "task_claims", "probe_claims", "layer_mean", "claims_table"]
+           "task_claims", "probe_claims", "layer_mean", "mean_std_text", "claims_table"]

@@ -504,9 +504,10 @@ def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, fi
     _, notes = baseline_row(finetuned)
     runs = seed_runs(finetuned)
     seeds = tuple(sorted({s for per_seed in runs.values() for s in per_seed})) or (0,)
-    claims = task_claims(runs, {t: TASK_METRIC[t] for t in TASKS}) + probe_claims(probe_runs(list(probes.values())))
+    probed = probe_runs(list(probes.values()))
+    claims = task_claims(runs, {t: TASK_METRIC[t] for t in TASKS}) + probe_claims(probed)
     targets = (retrieval_targets(runs) + types_target(runs)
-               + probe_targets(probe_runs(list(probes.values())), probe_test_pairs(list(probes.values()))))
+               + probe_targets(probed, probe_test_pairs(list(probes.values()))))
     figures = []
     if results_plot(rows, os.path.join(output_dir, "results.png")):
         figures.append(("Table 1 metrics (higher is better)", "results.png"))

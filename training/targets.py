@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from mambacode.tables import markdown_table
 
+from .claims import mean_std_text
+
 RETRIEVAL_VARIANT = "s4d-hf"  # the variant whose AdvTest model ships as `s4d-hf-codesearch`
 TYPES_F1_MIN = 0.30
 PROBE_MIN = {"distance": 0.45, "siblings": 0.75}  # DirectProbe accuracy, best layer of each pretrained encoder
@@ -51,8 +53,7 @@ class TargetCheck:
     def row(self) -> list[str]:
         scale, digits = (100.0, 2) if self.percent else (1.0, 3)
         vals = [v * scale for v in self.values.values()]
-        shown = f"{statistics.fmean(vals):.{digits}f}" + (f" ± {statistics.stdev(vals):.{digits}f}"
-                                                          if len(vals) > 1 else "")
+        shown = mean_std_text(self.values, self.percent)
         per_seed = " / ".join(f"{v:.{digits}f}" for v in vals) if len(vals) > 1 else "–"
         required = ("< " if self.below else "> " if self.strict else "≥ ") + f"{self.threshold * scale:.{digits}f}"
         return [self.target, self.measure, required, shown, per_seed, self.status()]
