@@ -331,7 +331,7 @@ def summarise(records: list[dict], arms: list[str]) -> list[dict]:
         owner = {"mlm": mlm_owner(arm), "retrieval": arm}
 
         def last(stage, metric):
-            mine = [r for r in records if r["arm"] == owner[stage] and r["stage"] == stage and r["metric"] == metric]
+            mine = records_of(records, owner[stage], stage, metric)
             return max(mine, key=lambda r: r["step"]) if mine else None
 
         loss, mrr = last("mlm", "loss"), last("retrieval", "mrr")
@@ -357,9 +357,14 @@ def summarise(records: list[dict], arms: list[str]) -> list[dict]:
     return rows
 
 
+def records_of(records: list[dict], arm: str, stage: str, metric: str | None = None) -> list[dict]:
+    """`arm`'s records of `stage` (of `metric` only, when given)."""
+    return [r for r in records if r["arm"] == arm and r["stage"] == stage and metric in (None, r["metric"])]
+
+
 def mlm_loss_at(records: list[dict], arm: str, minutes: float) -> float:
     """The MLM eval loss of `arm`'s MLM stage recorded nearest to `minutes` CPU minutes."""
-    mine = [r for r in records if r["arm"] == mlm_owner(arm) and r["stage"] == "mlm" and r["metric"] == "loss"]
+    mine = records_of(records, mlm_owner(arm), "mlm", "loss")
     return min(mine, key=lambda r: abs(r["cpu_minutes"] - minutes))["value"]
 
 
@@ -370,8 +375,7 @@ def mlm_owner(arm: str) -> str:
 
 def mlm_cpu_minutes(records: list[dict], arm: str) -> float | None:
     """CPU minutes the MLM stage that `arm` fine-tunes spent (its last record)."""
-    owner = mlm_owner(arm)
-    return max((r["cpu_minutes"] for r in records if r["arm"] == owner and r["stage"] == "mlm"), default=None)
+    return max((r["cpu_minutes"] for r in records_of(records, mlm_owner(arm), "mlm")), default=None)
 
 
 def _cell(value, fmt: str) -> str:

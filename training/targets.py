@@ -67,10 +67,16 @@ def _values(per_seed: dict, metric) -> dict:
     return {s: v for s, v in ((s, metric(r)) for s, r in per_seed.items()) if v is not None}
 
 
-def _bm25(per_seed: dict, test_set: str) -> float | None:
-    """BM25's MRR on a pool: the same for every seed (no model); None if missing or if the runs disagree."""
-    found = {r.mrr(test_set, "bm25") for r in per_seed.values()} - {None}
+def shared_bm25(values) -> float | None:
+    """BM25's one MRR on a pool from every run's value: BM25 needs no model, so every run (seed, variant) of a
+    pool ranks it alike. None if every value is missing, or if the runs disagree (they were tested on
+    different pools, e.g. other sample limits), rather than one of them shown."""
+    found = set(values) - {None}
     return found.pop() if len(found) == 1 else None
+
+
+def _bm25(per_seed: dict, test_set: str) -> float | None:
+    return shared_bm25(r.mrr(test_set, "bm25") for r in per_seed.values())
 
 
 def retrieval_targets(runs: dict, variant: str = RETRIEVAL_VARIANT) -> list[TargetCheck]:
