@@ -19,14 +19,31 @@ def save_report(results: dict, output_dir: str, name: str = "probe_report") -> d
     return {"json": json_path, "png": png_path}
 
 
+def _parts(model) -> list[str]:
+    return [p for p in str(model).replace("\\", "/").split("/") if p]
+
+
 def short_name(model: str) -> str:
     """Readable model label: the folder name, with its parent when the name alone is generic."""
-    parts = [p for p in str(model).replace("\\", "/").split("/") if p]
+    parts = _parts(model)
     if not parts:
         return str(model)
     if len(parts) > 1 and parts[-1].lower() in ("model", "models", "final", "best", "checkpoint", "pretrained"):
         return "/".join(parts[-2:])
     return parts[-1]
+
+
+def unique_labels(models: list) -> dict:
+    """{model: label}: each model's `short_name`, lengthened by parent folders until no two labels are alike
+    (e.g. `types/s4d` and `longctx/s4d`, two fine-tunings of one variant, rather than `s4d` twice)."""
+    labels = {m: short_name(m) for m in models}
+    for depth in range(2, 1 + max((len(_parts(m)) for m in models), default=0)):
+        clashing = [m for m in models if list(labels.values()).count(labels[m]) > 1]
+        if not clashing:
+            break
+        for m in clashing:
+            labels[m] = "/".join(_parts(m)[-depth:])
+    return labels
 
 
 def _series(per_layer: dict, probe: str, key: str = "accuracy"):
@@ -49,10 +66,11 @@ def plot_layers(results: dict, path: str) -> None:
     tasks = results["tasks"]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels = unique_labels(results["models"])
     for ax, task in zip(axes[0], tasks):
         for m, model in enumerate(results["models"]):
             per_layer = results["results"][model].get(task, {})
-            label = short_name(model)
+            label = labels[model]
             for probe, style in (("directprobe", "-o"), ("linear", "--s")):
                 xs, ys = _series(per_layer, probe)
                 if xs:
@@ -63,16 +81,16 @@ def plot_layers(results: dict, path: str) -> None:
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside, not over, the lines
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
 def summary_table(results: dict, probe: str = "directprobe") -> str:
     """Markdown table: rows model x task, columns layers, cells accuracy (n clusters for DirectProbe)."""
     layers = sorted({int(l) for m in results["results"].values() for t in m.values() for l in t})
-    rows = []
+    labels, rows = unique_labels(list(results["results"])), []
     for model, per_task in results["results"].items():
         for task, per_layer in per_task.items():
             cells = []
@@ -84,7 +102,7 @@ def summary_table(results: dict, probe: str = "directprobe") -> str:
                     cells.append(f"{r['accuracy']:.3f} ({r['n_clusters']})")
                 else:
                     cells.append(f"{r['accuracy']:.3f} / sel {r['selectivity']:+.3f}")
-            rows.append([short_name(model), task, *cells])
+            rows.append([labels[model], task, *cells])
     return markdown_table(["model", "task", *(f"L{l}" for l in layers)], rows)
 
 
