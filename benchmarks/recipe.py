@@ -442,7 +442,8 @@ def test_pool_mrr(folder: str, corpus: str, preset) -> dict:
     cache, lengths = os.path.join(folder, TEST_POOLS_FILE), {"max_query_length": preset.query_len,
                                                              "max_code_length": preset.code_len}
     if os.path.exists(cache):
-        cached = json.load(open(cache))
+        with open(cache) as f:
+            cached = json.load(f)
         if all(cached.get(k) == v for k, v in lengths.items()):
             return {k: cached[k] for k in TEST_POOLS}
     from datasets import load_from_disk

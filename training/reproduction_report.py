@@ -25,7 +25,7 @@ from mambacode.tables import markdown_table
 
 from .claims import SPREAD_RULE, claims_table, probe_claims, task_claims
 from .pipeline import SEED_BASE, TASKS, VARIANTS, seed_suffix, split_seed
-from .targets import probe_targets, shared_bm25, retrieval_targets, targets_table, types_target
+from .targets import probe_targets, retrieval_targets, shared_bm25, targets_table, types_target
 
 TASK_TITLES = {"advtest": "AdvTest-style MRR", "longctx": "long-context MRR", "types": "type-inference F1"}
 ADVTEST_SET = "retrieval_adv"  # the obfuscated test set, named after its corpus folder
@@ -120,8 +120,9 @@ def baseline_row(finetuned: dict) -> tuple[dict, list[str]]:
     for column, (task, test_set) in RETRIEVAL_COLUMNS.items():
         values = {name + seed_suffix(seed): res.mrr(test_set, "bm25")
                   for (t, name), per_seed in sorted(runs.items()) if t == task for seed, res in per_seed.items()}
-        row[column] = shared_bm25(values.values())
-        if len({v for v in values.values() if v is not None}) > 1:
+        found = {v for v in values.values() if v is not None}
+        row[column] = shared_bm25(found)
+        if len(found) > 1:
             shown = ", ".join(f"{n}: {_pct(v)}" for n, v in values.items() if v is not None)
             notes.append(f"BM25 differs between the {task} runs on the `{test_set}` pool ({shown}): they were "
                          "tested on different pools, so the BM25 cell is left empty.")
@@ -503,10 +504,11 @@ def write_report(output_dir: str, preset_name: str, preset, pretrained: dict, fi
     _, notes = baseline_row(finetuned)
     runs = seed_runs(finetuned)
     seeds = tuple(sorted({s for per_seed in runs.values() for s in per_seed})) or (0,)
-    probed = probe_runs(list(probes.values()))
+    probe_results = list(probes.values())
+    probed = probe_runs(probe_results)
     claims = task_claims(runs, {t: TASK_METRIC[t] for t in TASKS}) + probe_claims(probed)
     targets = (retrieval_targets(runs) + types_target(runs)
-               + probe_targets(probed, probe_test_pairs(list(probes.values()))))
+               + probe_targets(probed, probe_test_pairs(probe_results)))
     figures = []
     if results_plot(rows, os.path.join(output_dir, "results.png")):
         figures.append(("Table 1 metrics (higher is better)", "results.png"))

@@ -75,17 +75,14 @@ def shared_bm25(values) -> float | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _bm25(per_seed: dict, test_set: str) -> float | None:
-    return shared_bm25(r.mrr(test_set, "bm25") for r in per_seed.values())
-
-
 def retrieval_targets(runs: dict, variant: str = RETRIEVAL_VARIANT) -> list[TargetCheck]:
     """The two retrieval targets from `runs` {(task, name): {seed: RetrievalResult}} of the AdvTest task."""
     per_seed, checks = runs.get(("advtest", variant), {}), []
     for target, test_set, ranker, pool in (
             ("dense above BM25 on the AdvTest-style pool", "retrieval_adv", "dense", "AdvTest-style"),
             ("hybrid above BM25 on the plain pool", "test", "hybrid", "plain")):
-        values, bm25 = _values(per_seed, lambda r, t=test_set, k=ranker: r.mrr(t, k)), _bm25(per_seed, test_set)
+        values = _values(per_seed, lambda r, t=test_set, k=ranker: r.mrr(t, k))
+        bm25 = shared_bm25(r.mrr(test_set, "bm25") for r in per_seed.values())
         if values and bm25 is not None:
             checks.append(TargetCheck(f"{variant}: {target}", f"{ranker} MRR (%), {pool} test pool; BM25 "
                                       f"{bm25 * 100:.2f}", values, bm25, strict=True, percent=True))
