@@ -257,6 +257,10 @@ class MambaCodePreTrainedModel(PreTrainedModel):
     _no_split_modules = ["MambaCodeLayer"]
     # a recorded anchor in a checkpoint loaded with the regulariser off is not needed: no warning
     _keys_to_ignore_on_load_unexpected = [r"spectral_anchor\."]
+    # Trainer reads this before looking for **kwargs in forward: our losses are per-batch means (plus the
+    # spectral penalty once per batch), so Trainer must divide them by the gradient-accumulation steps itself
+    # and not hand `num_items_in_batch` in (a forward given it normalises by it, see `_label_loss`)
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -293,6 +297,37 @@ class MambaCodePreTrainedModel(PreTrainedModel):
         write_checksums(os.fspath(working_dir))
         return super()._upload_modified_files(working_dir, *args, **kwargs)
 
+    def _check_extra(self, kwargs: dict, allowed: tuple = ("output_attentions",)) -> None:
+        """TypeError naming any keyword argument a forward does not know (a misspelt `attention_maks` would
+        otherwise be dropped without a word); `output_attentions` (which peft passes) must be None or False."""
+        unknown = [k for k in kwargs if k not in allowed]
+        if unknown:
+            import inspect
+
+            known = [n for n, p in inspect.signature(self.forward).parameters.items()
+                     if p.kind is not inspect.Parameter.VAR_KEYWORD] + list(allowed)
+            raise TypeError(f"{type(self).__name__}.forward() got unexpected keyword argument(s) "
+                            f"{', '.join(map(repr, unknown))}; it accepts {', '.join(known)}.")
+        if kwargs.get("output_attentions"):
+            raise ValueError(f"{type(self).__name__}: output_attentions=True, but MambaCode models have no attention "
+                             "(they mix tokens with SSMs); pass output_hidden_states=True for the layer outputs.")
+
+    def _label_loss(self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        """Cross-entropy over the labelled positions (-100: none): their mean, or, given `num_items_in_batch`
+        (the labelled positions of the whole accumulated batch), their sum divided by it."""
+        flat = logits.reshape(-1, logits.shape[-1]).float()
+        if num_items_in_batch is None:
+            return F.cross_entropy(flat, labels.reshape(-1), ignore_index=-100)
+        total = F.cross_entropy(flat, labels.reshape(-1), ignore_index=-100, reduction="sum")
+        return total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
+
+    @staticmethod
+    def _batch_share(labels: torch.Tensor | None, num_items_in_batch) -> float | torch.Tensor | None:
+        """This micro-batch's share of `num_items_in_batch` (labelled positions), for the per-batch penalty."""
+        if labels is None or num_items_in_batch is None:
+            return None
+        return (labels != -100).sum() / torch.as_tensor(num_items_in_batch, device=labels.device)
+
     def _return(self, output: ModelOutput, return_dict: bool | None):
         """`output`, or its tuple of non-None fields when `return_dict` (default: config.return_dict) is False."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -304,7 +339,9 @@ class MambaCodePreTrainedModel(PreTrainedModel):
 
         Local folders are checked before loading, Hub downloads after (in their cache folder): a truncated
         or malformed `.safetensors` file or a hash that differs from `checksums.sha256` raises
-        `DamagedWeightsError` naming the file; a folder without `checksums.sha256` loads with a warning.
+        `DamagedWeightsError` naming the file; a folder without `checksums.sha256` loads with a warning
+        (an empty or malformed one, or one naming files outside the folder, is an error). Loaded weights
+        holding NaN or inf are refused (`DamagedWeightsError` naming the tensor).
         """
         if not verify_weights or pretrained_model_name_or_path is None:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
@@ -327,6 +364,7 @@ class MambaCodePreTrainedModel(PreTrainedModel):
             hub_folder = _hub_folder(pretrained_model_name_or_path, kwargs)
             if hub_folder is not None:
                 verify_folder(hub_folder, listed_must_exist=False)
+        check_finite(loaded[0] if isinstance(loaded, tuple) else loaded, os.fspath(pretrained_model_name_or_path))
         return loaded
 
     # ------------------------------------------------------------------ spectral anchor
@@ -365,8 +403,9 @@ class MambaCodePreTrainedModel(PreTrainedModel):
                              "model.record_spectral_anchor() again.")
         return encoder.spectral_anchor.penalty(encoder.layers, self.config.spectral_anchor_weighting)
 
-    def _add_spectral_anchor(self, loss: torch.Tensor | None) -> torch.Tensor | None:
-        """In training with config.spectral_anchor_weight > 0: loss + weight * penalty (no anchor: error)."""
+    def _add_spectral_anchor(self, loss: torch.Tensor | None, share=None) -> torch.Tensor | None:
+        """In training with config.spectral_anchor_weight > 0: loss + weight * penalty (no anchor: error);
+        times `share` (`_batch_share`) when the loss is a share of an accumulated batch's."""
         weight = self.config.spectral_anchor_weight
         if weight <= 0 or not self.training:
             return loss
@@ -374,8 +413,19 @@ class MambaCodePreTrainedModel(PreTrainedModel):
             raise ValueError(NO_ANCHOR)
         if loss is None:
             return loss
-        return loss + weight * self.spectral_anchor_penalty().to(loss.dtype)
+        penalty = weight * self.spectral_anchor_penalty().to(loss.dtype)
+        return loss + (penalty if share is None else penalty * share)
 
+
+
+def check_finite(model: nn.Module, where: str) -> None:
+    """DamagedWeightsError naming the first floating-point parameter or buffer of `model` holding NaN or inf."""
+    for kind, tensors in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, tensor in tensors:
+            if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise DamagedWeightsError(f"{where}: {kind} {name} holds {bad} non-finite value(s) (NaN or inf) of "
+                                          f"{tensor.numel()}; refusing to load damaged (or diverged) weights.")
 
 
 def _hub_folder(repo_id, kwargs) -> str | None:
@@ -395,7 +445,8 @@ def _hub_folder(repo_id, kwargs) -> str | None:
     return None
 
 
-def validate_inputs(config: MambaCodeConfig, vocab_size: int, input_ids, attention_mask, inputs_embeds) -> bool:
+def validate_inputs(config: MambaCodeConfig, vocab_size: int, input_ids, attention_mask, inputs_embeds,
+                    token_type_ids=None) -> bool:
     """Check a forward's inputs once, at the entry point, with one ValueError per problem.
 
     Shapes, dtypes and lengths are checked on the host; the id range and the mask values need the data,
@@ -436,9 +487,24 @@ def validate_inputs(config: MambaCodeConfig, vocab_size: int, input_ids, attenti
             raise ValueError(f"attention_mask has shape {got} but {name} has (batch, length) = {(batch, length)}: "
                              "pass one 0/1 entry per token.")
         stats += [((attention_mask != 0) & (attention_mask != 1)).any(), (attention_mask == 0).any()]
+    if token_type_ids is not None:
+        if not isinstance(token_type_ids, torch.Tensor) or tuple(token_type_ids.shape) != (batch, length):
+            got = tuple(token_type_ids.shape) if isinstance(token_type_ids, torch.Tensor) else type(token_type_ids).__name__
+            raise ValueError(f"token_type_ids has shape {got} but {name} has (batch, length) = {(batch, length)}.")
+        stats += [token_type_ids.min(), token_type_ids.max()]
     if not stats:
         return False
     values = torch.stack([t.to(device=stats[0].device, dtype=torch.int64) for t in stats]).tolist()  # one sync
+    if token_type_ids is not None:
+        low, high = values[-2:]
+        values = values[:-2]
+        types = config.type_vocab_size
+        if low < 0 or high >= max(types, 1):
+            allowed = (f"ids 0..{types - 1} (type_vocab_size={types})" if types else
+                       "only zeros: this model has no token-type embeddings (type_vocab_size=0)")
+            raise ValueError(f"token_type_ids holds ids in [{low}, {high}] but the model accepts {allowed}.")
+        if not values:
+            return False
     if input_ids is not None:
         low, high = values[:2]
         if low < 0 or high >= vocab_size:
@@ -454,14 +520,25 @@ def validate_inputs(config: MambaCodeConfig, vocab_size: int, input_ids, attenti
 
 
 class MambaCodeModel(MambaCodePreTrainedModel):
-    """The bare encoder: token embeddings (no position embeddings), SSM layers, final LayerNorm."""
+    """The bare encoder: token embeddings, SSM layers, final LayerNorm.
+
+    MambaCode models have no position embeddings (the SSM encodes order). Converted BiGS checkpoints add
+    what BiGS has (config fields): absolute position and token-type tables, a LayerNorm over the summed
+    embeddings, and no final LayerNorm. Each is a sibling module (None when off), so existing checkpoints
+    keep their keys.
+    """
 
     def __init__(self, config: MambaCodeConfig):
         super().__init__(config)
-        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        d = config.hidden_size
+        self.embeddings = nn.Embedding(config.vocab_size, d, padding_idx=config.pad_token_id)
+        self.position_embeddings = (nn.Embedding(config.max_position_embeddings, d)
+                                    if config.position_embedding_type == "absolute" else None)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, d) if config.type_vocab_size else None
+        self.embeddings_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.embedding_layer_norm else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(MambaCodeLayer(config, i) for i in range(config.num_hidden_layers))
-        self.norm_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm_f = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.final_layer_norm else None
         # the regulariser's reference spectra (buffers, filled by record_spectral_anchor or a checkpoint)
         self.spectral_anchor = SpectralAnchor(config) if config.spectral_anchor_weight > 0 else None
         self.gradient_checkpointing = False
@@ -473,15 +550,29 @@ class MambaCodeModel(MambaCodePreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings = value
 
+    def embed_tokens(self, input_ids=None, inputs_embeds=None, token_type_ids=None) -> torch.Tensor:
+        """The layer-0 input before dropout: token embeddings (+ position and token-type rows, LayerNorm)."""
+        x = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.position_embeddings is not None:  # positions 0..L-1 of every (right-padded) sequence
+            x = x + self.position_embeddings.weight[: x.shape[1]].to(x.dtype)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                x = x + self.token_type_embeddings.weight[0].to(x.dtype)
+            else:
+                x = x + self.token_type_embeddings(token_type_ids.long()).to(x.dtype)
+        if self.embeddings_norm is not None:
+            x = self.embeddings_norm(x)
+        return x
+
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_hidden_states=None,
-                return_dict=None, **kwargs) -> MambaCodeModelOutput:
+                return_dict=None, token_type_ids=None, **kwargs) -> MambaCodeModelOutput:
+        self._check_extra(kwargs)
         padded = validate_inputs(self.config, self.embeddings.num_embeddings, input_ids, attention_mask,
-                                 inputs_embeds)
+                                 inputs_embeds, token_type_ids)
         output_hidden_states = (output_hidden_states if output_hidden_states is not None
                                 else self.config.output_hidden_states)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if inputs_embeds is None:
-            inputs_embeds = self.embeddings(input_ids)
+        inputs_embeds = self.embed_tokens(input_ids, inputs_embeds, token_type_ids)
         mask = attention_mask.to(inputs_embeds.dtype).unsqueeze(-1) if padded else None  # no padding: no masking
         x = self.dropout(inputs_embeds)
         all_hidden = [x] if output_hidden_states else None
@@ -489,7 +580,8 @@ class MambaCodeModel(MambaCodePreTrainedModel):
             x = layer(x, mask)
             if output_hidden_states and i < len(self.layers) - 1:
                 all_hidden.append(x)
-        x = self.norm_f(x)
+        if self.norm_f is not None:
+            x = self.norm_f(x)
         if output_hidden_states:
             all_hidden.append(x)
         hidden = tuple(all_hidden) if output_hidden_states else None
@@ -549,14 +641,16 @@ class MambaCodeForMaskedLM(MambaCodePreTrainedModel):
         self.lm_head.decoder = new_embeddings
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
-                output_hidden_states=None, return_dict=None, **kwargs) -> MaskedLMOutput:
-        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                output_hidden_states=None, return_dict=None, token_type_ids=None, num_items_in_batch=None,
+                **kwargs) -> MaskedLMOutput:
+        self._check_extra(kwargs)
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds, token_type_ids=token_type_ids,
                              output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.lm_head(out.last_hidden_state)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
-        loss = self._add_spectral_anchor(loss)
+            loss = self._label_loss(logits, labels, num_items_in_batch)
+        loss = self._add_spectral_anchor(loss, self._batch_share(labels, num_items_in_batch))
         return self._return(MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states), return_dict)
 
 
@@ -583,21 +677,26 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
             return torch.exp(-self.logit_scale.clamp(max=math.log(100.0)))
         return torch.tensor(self.config.retrieval_temperature)
 
-    def embed(self, input_ids, attention_mask=None, output_hidden_states=None):
-        out = self.mambacode(input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True)
+    def embed(self, input_ids, attention_mask=None, output_hidden_states=None, token_type_ids=None,
+              inputs_embeds=None):
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                             output_hidden_states=output_hidden_states, token_type_ids=token_type_ids, return_dict=True)
         pooled = pool(out.last_hidden_state, attention_mask, self.config.pooling)
         return F.normalize(pooled.float(), dim=-1), out
 
     def forward(self, input_ids=None, attention_mask=None, code_input_ids=None, code_attention_mask=None,
                 output_hidden_states=None, return_dict=None, return_loss: bool | None = True,
+                token_type_ids=None, code_token_type_ids=None, inputs_embeds=None,
                 **kwargs) -> MambaCodeRetrievalOutput:
         """Embed `input_ids` (and `code_input_ids` if given). With both, `logits` are the scaled similarities
         and, unless `return_loss=False`, `loss` is the in-batch InfoNCE. `return_loss` defaults to True as in
-        CLIP, so `Trainer.evaluate()` reports `eval_loss` although the batches carry no labels."""
-        emb, out = self.embed(input_ids, attention_mask, output_hidden_states)
+        CLIP, so `Trainer.evaluate()` reports `eval_loss` although the batches carry no labels. `inputs_embeds`
+        (batch, length, hidden_size) stands in for `input_ids`. An unknown keyword argument is a TypeError."""
+        self._check_extra(kwargs)
+        emb, out = self.embed(input_ids, attention_mask, output_hidden_states, token_type_ids, inputs_embeds)
         code_emb = logits = loss = None
         if code_input_ids is not None:
-            code_emb, _ = self.embed(code_input_ids, code_attention_mask)
+            code_emb, _ = self.embed(code_input_ids, code_attention_mask, token_type_ids=code_token_type_ids)
             if len(code_emb) != len(emb):
                 raise ValueError(f"code_input_ids has {len(code_emb)} rows but input_ids has {len(emb)}: the "
                                  "in-batch loss pairs query i with code i.")
@@ -694,14 +793,16 @@ class _MambaCodeClassifier(MambaCodePreTrainedModel):
 class MambaCodeForTokenClassification(_MambaCodeClassifier):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
-                output_hidden_states=None, return_dict=None, **kwargs) -> TokenClassifierOutput:
-        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                output_hidden_states=None, return_dict=None, token_type_ids=None, num_items_in_batch=None,
+                **kwargs) -> TokenClassifierOutput:
+        self._check_extra(kwargs)
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds, token_type_ids=token_type_ids,
                              output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1), ignore_index=-100)
-        loss = self._add_spectral_anchor(loss)
+            loss = self._label_loss(logits, labels, num_items_in_batch)
+        loss = self._add_spectral_anchor(loss, self._batch_share(labels, num_items_in_batch))
         return self._return(TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states),
                             return_dict)
 
@@ -709,8 +810,10 @@ class MambaCodeForTokenClassification(_MambaCodeClassifier):
 class MambaCodeForSequenceClassification(_MambaCodeClassifier):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
-                output_hidden_states=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:
-        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                output_hidden_states=None, return_dict=None, token_type_ids=None, num_items_in_batch=None,
+                **kwargs) -> SequenceClassifierOutput:
+        self._check_extra(kwargs)
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds, token_type_ids=token_type_ids,
                              output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.classifier(self.dropout(pool(out.last_hidden_state, attention_mask, self.config.pooling)))
         loss = None
@@ -723,10 +826,13 @@ class MambaCodeForSequenceClassification(_MambaCodeClassifier):
             if problem == "regression":
                 loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
             elif problem == "single_label_classification":
-                loss = F.cross_entropy(logits.float(), labels.view(-1))
+                loss = self._label_loss(logits, labels, num_items_in_batch)
             else:
                 loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        loss = self._add_spectral_anchor(loss)
+            if problem != "single_label_classification" and num_items_in_batch is not None:
+                raise ValueError(f"num_items_in_batch applies to single-label classification only, not {problem!r}")
+        share = self._batch_share(labels, num_items_in_batch) if num_items_in_batch is not None else None
+        loss = self._add_spectral_anchor(loss, share)
         return self._return(SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states),
                             return_dict)
 

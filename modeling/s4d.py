@@ -4,6 +4,8 @@ Kernel (PAPER.md section 2), per kernel g with N/2 complex modes n:
     dt = exp(log_step);  dtA = dt * A;  Ct = C * (exp(dtA) - 1) / A          (zero-order hold, B = 1)
     K[l] = 2 * Re( sum_n Ct_n * exp(dtA_n * l) ),   l = 0..L-1
 The factor 2 accounts for the conjugate half of the N-dimensional state. The skip term D is separate.
+With `config.s4d_conjugate_pairs=False` (converted BiGS checkpoints) the state is N complex modes and the
+kernel is Re(sum ...) without the factor 2, as BiGS computes it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class S4DKernel(nn.Module):
     def __init__(self, config: MambaCodeConfig):
         super().__init__()
         self.num_kernels = config.num_kernels
-        self.num_modes = config.state_size // 2
+        self.conjugate_pairs = config.s4d_conjugate_pairs
+        self.num_modes = config.state_size // 2 if self.conjugate_pairs else config.state_size
         self.dt_min, self.dt_max = config.ssm_dt_min, config.ssm_dt_max
         shape = (2, self.num_kernels)
         self.log_step = nn.Parameter(torch.empty(shape))
@@ -53,12 +56,14 @@ class S4DKernel(nn.Module):
         init.ones_(self.D)
 
     def materialize(self, length: int) -> torch.Tensor:
-        """The real kernels K, shape (2, G, length), float32 (D excluded)."""
-        return s4d_kernel(self.log_step, self.A_real, self.A_imag, self.C, length)
+        """The real kernels K, shape (2, G, length), float32 (float64 for a float64 model; D excluded)."""
+        return s4d_kernel(self.log_step, self.A_real, self.A_imag, self.C, length, self.conjugate_pairs)
 
 
-def s4d_kernel(log_step, A_real, A_imag, C, length: int) -> torch.Tensor:
+def s4d_kernel(log_step, A_real, A_imag, C, length: int, conjugate_pairs: bool = True) -> torch.Tensor:
     """K[..., l] = 2 Re(sum_m Ct_m exp(dtA_m l)) for l < length, float64 if the parameters are, else float32.
+
+    `conjugate_pairs=False` drops the factor 2 (the modes are the whole state, as in BiGS).
 
     The Vandermonde matrix exp(dtA_m l) is never materialised: with l = a*T + b it factors into
     exp(dtA_m a T) * exp(dtA_m b), so the kernel is one batched complex matmul over the modes and the
@@ -73,7 +78,8 @@ def s4d_kernel(log_step, A_real, A_imag, C, length: int) -> torch.Tensor:
     coarse = torch.exp(dtA.unsqueeze(-1) * (torch.arange(blocks, device=A.device, dtype=dtype) * T))  # (..., M, a)
     fine = torch.exp(dtA.unsqueeze(-1) * torch.arange(T, device=A.device, dtype=dtype))  # (..., M, b)
     k = torch.matmul((Ct.unsqueeze(-1) * coarse).transpose(-1, -2), fine)  # (..., a, b)
-    return 2.0 * k.real.flatten(-2)[..., :length]
+    k = k.real.flatten(-2)[..., :length]
+    return 2.0 * k if conjugate_pairs else k
 
 
 def fft_size(length: int) -> int:
@@ -203,12 +209,13 @@ class S4DMixer(nn.Module):
         length = u_f.shape[1]
         k = self.kernel.materialize(length)  # (2, G, L)
         # the skip term D*u is the convolution with D at lag 0: fold it into the kernel (no extra pass)
-        k = torch.cat([k[..., :1] + self.kernel.D.float().unsqueeze(-1), k[..., 1:]], dim=-1)
+        k = torch.cat([k[..., :1] + self.kernel.D.to(k.dtype).unsqueeze(-1), k[..., 1:]], dim=-1)
         dtype = u_f.dtype
         autocast = torch.is_autocast_enabled(u_f.device.type)
         if u_f.device.type != "cuda" and length <= self.direct_max_length["autocast" if autocast else "float32"]:
-            if not autocast:  # without autocast the sums run in float32, as on the FFT path
-                u_f, u_b = u_f.float(), u_b.float()
+            if not autocast:  # without autocast the sums run in float32 (float64 stays), as on the FFT path
+                wide = torch.promote_types(dtype, torch.float32)
+                u_f, u_b = u_f.to(wide), u_b.to(wide)
             y_f, y_b = direct_convolution(u_f, k[0], False), direct_convolution(u_b, k[1], True)
             return y_f.to(dtype), y_b.to(dtype)
         # u stays in its dtype (bf16 under autocast: half the saved memory); the transforms promote it to

@@ -5,12 +5,16 @@
 - `spectrum_metrics(kernel, **thresholds)`: dominant frequency, centroid, LHFR, class, receptive field.
 - `spectrum_report`, `shift_report`, `write_report`: per-checkpoint and pretrained-vs-fine-tuned reports.
 - `SpectrumCallback`: the same measurements logged during `Trainer` fine-tuning.
+- transformers' own `MambaModel` / `Mamba2Model` (and heads) are read too (`spectral.hf_mamba`), and
+  `attention_matrices(model, code, tokenizer)` returns the effective attention matrices of selective layers
+  on one input (`spectral.attention`; `plots.plot_attention_matrices` draws them).
 - The spectral-preserving regulariser is model state, not part of this package: set
   `config.spectral_anchor_weight > 0` and call `model.record_spectral_anchor()` (see
   `mambacode.modeling.spectral_anchor`); `SpectrumCallback` logs its drift.
 Figures (`mambacode.spectral.plots`) import matplotlib on first use only.
 """
 
+from .attention import AttentionMatrix, attention_matrices
 from .callback import SpectrumCallback
 from .kernels import KernelRecord, UnsupportedModelError, extract_kernels, find_encoder, mixer_kind
 from .metrics import Thresholds, classify, magnitude_response, spectrum_metrics, spectrum_metrics_batch
@@ -29,6 +33,8 @@ from .snippets import DEFAULT_SNIPPETS
 __all__ = [
     "extract_kernels",
     "KernelRecord",
+    "attention_matrices",
+    "AttentionMatrix",
     "find_encoder",
     "mixer_kind",
     "UnsupportedModelError",

@@ -7,6 +7,11 @@ figures summary.png, magnitude_responses.png, centroid_vs_lhfr.png (+ hf_conv_re
 checkpoints are measured on code: --corpus_dir / --source_dir / --inputs_file (one of them, read by
 `mambacode.corpus.read_snippets`), or the built-in snippets, tokenised with
 the checkpoint's tokenizer (or --tokenizer_name_or_path).
+
+Besides MambaCode checkpoints, transformers' own Mamba / Mamba-2 folders (MambaModel, Mamba2Model,
+MambaForCausalLM, Mamba2ForCausalLM, ...) are read the same way (causal: direction "forward"; Mamba-1 per
+channel, see --mamba_channels). --attention_matrix_for also writes DIR/attention_matrices.{png,npz}: the
+effective attention matrices of the selective layers on one snippet (see `mambacode.spectral.attention`).
 """
 
 from __future__ import annotations
@@ -59,6 +64,20 @@ class SpectrumArguments:
     lowpass_log10_lhfr: float = field(default=1.0, metadata={"help": "Low-pass needs log10 LHFR above this."})
     highpass_log10_lhfr: float = field(default=0.0, metadata={"help": "High-pass needs log10 LHFR below this."})
     erf_fraction: float = field(default=0.90, metadata={"help": "Effective receptive field share of sum |K|."})
+    mamba_channels: str = field(default="16", metadata={
+        "help": "transformers Mamba-1 models: channels whose kernels are recorded: a count (evenly spaced, first "
+                "and last included), 'all', or a comma-separated list of channel numbers."})
+    attention_matrix_for: str | None = field(default=None, metadata={
+        "help": "Also write attention_matrices.{png,npz}: the effective attention matrices M[t, s] of the selective "
+                "layers (MambaCode mixer='mamba2', transformers Mamba / Mamba-2) on this code snippet; a path to "
+                "an existing file means its text, 'first' the first snippet the kernels were measured on."})
+    attention_layers: list[int] | None = field(default=None, metadata={
+        "help": "Layers drawn by --attention_matrix_for (default: all)."})
+    attention_heads: list[int] | None = field(default=None, metadata={
+        "help": "Heads (Mamba-2) or channels (Mamba-1) drawn by --attention_matrix_for (default: all heads, "
+                "8 evenly spaced channels; at most 8 columns are drawn)."})
+    attention_max_tokens: int = field(default=48, metadata={
+        "help": "Truncate the --attention_matrix_for snippet to this many tokens (the matrices are n x n)."})
 
     def thresholds(self) -> dict:
         return {"low_band": self.low_band, "high_band": self.high_band, "centroid": self.centroid_threshold,
@@ -66,10 +85,14 @@ class SpectrumArguments:
                 "erf_fraction": self.erf_fraction}
 
 
-def load_encoder(path: str, role: str = "--model_name_or_path"):
-    """The bare MambaCode encoder of a checkpoint saved from any MambaCode class.
+HF_MAMBA_TYPES = ("mamba", "mamba2")  # transformers' own model types read by `spectral.hf_mamba`
 
-    Refuses non-MambaCode checkpoints (naming what is supported) and checkpoints whose kernel weights are
+
+def load_encoder(path: str, role: str = "--model_name_or_path"):
+    """The bare encoder of a MambaCode checkpoint saved from any MambaCode class, or the backbone
+    (MambaModel / Mamba2Model) of a transformers Mamba / Mamba-2 checkpoint saved from any of its classes.
+
+    Refuses other checkpoints (naming what is supported) and checkpoints whose kernel weights are
     missing, which would otherwise be analysed at their random initialisation.
     """
     from transformers import AutoConfig
@@ -78,6 +101,8 @@ def load_encoder(path: str, role: str = "--model_name_or_path"):
     from mambacode import MambaCodeModel
 
     config = AutoConfig.from_pretrained(path)
+    if getattr(config, "model_type", None) in HF_MAMBA_TYPES:
+        return _load_hf_mamba(path, role)
     if getattr(config, "model_type", None) != "mambacode":
         raise UnsupportedModelError(
             f"{role} {path}: model_type={getattr(config, 'model_type', None)!r} has no SSM kernels. "
@@ -93,6 +118,26 @@ def load_encoder(path: str, role: str = "--model_name_or_path"):
     missing = [k for k in info.get("missing_keys", []) if any(s in k for s in KERNEL_KEYS)]
     if missing:
         raise ValueError(f"{role} {path}: the checkpoint has no weights for {len(missing)} kernel parameters "
+                         f"(e.g. {sorted(missing)[:3]}); refusing to analyse randomly initialised kernels.")
+    return model.eval()
+
+
+def _load_hf_mamba(path: str, role: str):
+    """transformers' MambaModel / Mamba2Model of a checkpoint (heads dropped), on their torch path: never
+    `use_kernels` (Hub kernels), and mamba-ssm / causal-conv1d only serve CUDA inputs (the numbers are
+    recomputed in float64 from the weights anyway)."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # head weights unused here; the 'falling back to torch' notices
+    try:
+        model, info = AutoModel.from_pretrained(path, output_loading_info=True, use_kernels=False)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = [k for k in info.get("missing_keys", []) if "mixer." in k]
+    if missing:
+        raise ValueError(f"{role} {path}: the checkpoint has no weights for {len(missing)} mixer parameters "
                          f"(e.g. {sorted(missing)[:3]}); refusing to analyse randomly initialised kernels.")
     return model.eval()
 
@@ -113,6 +158,11 @@ def load_tokenizer(paths):
 
 def measure(args: SpectrumArguments):
     """The report of one checkpoint (`SpectrumReport`) or of the shift between two (`ShiftReport`)."""
+    return _measure(args)[0]
+
+
+def _measure(args: SpectrumArguments):
+    """(report, [models], tokenizer, inputs): the report and what it was measured with."""
     from .kernels import mixer_kind
     from .report import check_same_architecture, compare_reports, spectrum_report
     from ..corpus.snippets import read_snippets
@@ -124,10 +174,15 @@ def measure(args: SpectrumArguments):
     if post is not None:
         check_same_architecture(pre, post, (args.model_name_or_path, args.compare_to))
     inputs = tokenizer = None
-    if mixer_kind(pre) == "mamba2":
+    kind = mixer_kind(pre)
+    if args.attention_matrix_for and kind == "s4d":
+        raise ValueError("--attention_matrix_for: the checkpoint's layers are s4d (LTI: their operator is the "
+                         "Toeplitz matrix of the kernel); attention matrices need selective layers (MambaCode "
+                         "mixer='mamba2', transformers Mamba / Mamba-2).")
+    if kind != "s4d":
         tokenizer = load_tokenizer([args.tokenizer_name_or_path, args.model_name_or_path, args.compare_to])
         if tokenizer is None:
-            raise ValueError("mixer='mamba2' kernels are measured on code and need a tokenizer: none loads from "
+            raise ValueError(f"{kind} (selective) kernels are measured on code and need a tokenizer: none loads from "
                              f"{args.model_name_or_path}" + (f" or {args.compare_to}" if args.compare_to else "")
                              + "; pass --tokenizer_name_or_path.")
         if args.corpus_dir or args.source_dir or args.inputs_file:
@@ -136,25 +191,68 @@ def measure(args: SpectrumArguments):
                                    max_snippets=args.max_snippets, seed=args.seed, text_field=args.text_field)
         else:
             inputs = DEFAULT_SNIPPETS[:args.max_snippets] if args.max_snippets else list(DEFAULT_SNIPPETS)
-        logger.info("mamba2: %d snippets", len(inputs))
+        logger.info("%s: %d snippets", kind, len(inputs))
         pre.to(default_device(args.use_cpu))
         if post is not None:
             post.to(default_device(args.use_cpu))
     kwargs = {"tokenizer": tokenizer, "batch_size": args.batch_size, "max_length": args.max_length,
               "thresholds": args.thresholds()}
+    if kind == "mamba":
+        kwargs["channels"] = args.mamba_channels
     report = spectrum_report(pre, args.length, inputs, label=args.label, **kwargs)
     if post is not None:
         report = compare_reports(report, spectrum_report(post, args.length, inputs, label=args.compare_label,
                                                          **kwargs))
-    return report
+    return report, [m for m in (pre, post) if m is not None], tokenizer, inputs
+
+
+def attention_snippet(args: SpectrumArguments, inputs) -> str:
+    """The code --attention_matrix_for names: the snippet itself, a file's text, or 'first' measured snippet."""
+    import os
+
+    value = args.attention_matrix_for
+    if value == "first":
+        if not inputs:
+            raise ValueError("--attention_matrix_for first: no snippets were measured.")
+        return inputs[0]
+    if os.path.isfile(value):
+        with open(value, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    return value
+
+
+def write_attention(args: SpectrumArguments, models, tokenizer, inputs) -> dict:
+    """attention_matrices.{png,npz} (and attention_matrices_compare.{png,npz} for --compare_to)."""
+    import os
+
+    from .attention import attention_matrices, save_attention_matrices, token_labels
+
+    code = attention_snippet(args, inputs)
+    labels = [args.label, args.compare_label]
+    out = {}
+    for k, model in enumerate(models):
+        stem = "attention_matrices" + ("_compare" if k else "")
+        mats = attention_matrices(model, code, tokenizer, layers=args.attention_layers, heads=args.attention_heads,
+                                  max_length=args.attention_max_tokens)
+        tokens = token_labels(tokenizer, code, args.attention_max_tokens)
+        out[stem + "_npz"] = save_attention_matrices(mats, os.path.join(args.output_dir, stem + ".npz"), tokens)
+        if not args.no_figures:
+            from .plots import plot_attention_matrices, save_figure
+
+            fig = plot_attention_matrices(mats, tokens, title=f"Effective attention of {labels[k]} on "
+                                                              f"{len(tokens or mats[0].matrix)} tokens")
+            out[stem] = save_figure(fig, os.path.join(args.output_dir, stem + ".png"))
+    return out
 
 
 def run(args: SpectrumArguments) -> dict:
     """Measure, write the report and print its summary; returns {name: path}."""
     from .report import write_report
 
-    report = measure(args)
-    paths = write_report(report, args.output_dir, figures=not args.no_figures, with_kernels=args.with_kernels)
+    report, models, tokenizer, inputs = _measure(args)
+    extra = write_attention(args, models, tokenizer, inputs) if args.attention_matrix_for else {}
+    paths = write_report(report, args.output_dir, figures=not args.no_figures, with_kernels=args.with_kernels,
+                         extra_files=extra)
     if args.compare_to:
         ch = report.class_changes()
         print(f"{ch['total']} of {ch['kernels']} SSM kernels changed class: {ch['transitions']}")
@@ -178,4 +276,4 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["SpectrumArguments", "measure", "run", "main", "load_encoder", "load_tokenizer"]
+__all__ = ["SpectrumArguments", "measure", "run", "main", "load_encoder", "load_tokenizer", "write_attention"]

@@ -12,6 +12,9 @@
   applied, divided by sqrt(out x in) so its level is the RMS per channel pair), zero-padded to `length`
   so that its rfft is the group's frequency response. Taps are stored as a causal kernel (the 'same'
   padding only shifts the phase). `energy_fraction` says how much of the taps' energy that mode carries.
+- transformers' own `MambaModel` / `Mamba2Model` (and heads): causal effective kernels by the same rule,
+  per head (kind 'mamba2') or per Mamba-1 channel (kind 'mamba'), plus their conv1d (kind 'conv1d'); see
+  `spectral.hf_mamba`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ import torch
 
 DIRECTIONS = ("forward", "backward")
 SUPPORTED = ("MambaCode models (MambaCodeModel or a MambaCodeFor* head) with mixer='s4d' (exact LTI kernels) "
-             "or mixer='mamba2' (input-dependent effective kernels: pass inputs=), with or without hf_conv")
+             "or mixer='mamba2' (input-dependent effective kernels: pass inputs=), with or without hf_conv; "
+             "transformers' MambaModel / Mamba2Model or their heads, e.g. MambaForCausalLM, Mamba2ForCausalLM "
+             "(causal, input-dependent: pass inputs=)")
+SSM_KINDS = ("s4d", "mamba2", "mamba")  # record kinds of SSM kernels (the spectra the report classifies)
+SHORT_CONV_KINDS = ("hf_conv", "conv1d")  # short convolutions beside / before the SSM
 
 
 MIXER_CLASSES = ("S4DMixer", "BiMamba2Mixer")  # by name: remote-code models have their own class objects
@@ -40,11 +47,11 @@ class KernelRecord:
 
     layer: int
     direction: str  # 'forward' | 'backward'
-    index: int  # S4D kernel group, Mamba-2 head within the direction, or hf_conv group
-    kind: str  # 's4d' | 'mamba2' | 'hf_conv'
+    index: int  # S4D kernel group, Mamba-2 head within the direction, Mamba-1 channel, or conv group
+    kind: str  # 's4d' | 'mamba2' | 'mamba' (transformers' Mamba-1, per channel) | 'hf_conv' | 'conv1d'
     kernel: np.ndarray  # 1-D, lag 0 first
-    spread: np.ndarray | None = None  # mamba2: std across tokens and inputs, per lag
-    count: np.ndarray | None = None  # mamba2: number of (position, input) samples per lag
+    spread: np.ndarray | None = None  # mamba2 / mamba: std across tokens and inputs, per lag
+    count: np.ndarray | None = None  # mamba2 / mamba: number of (position, input) samples per lag
     extra: dict = field(default_factory=dict)
 
     @property
@@ -89,7 +96,13 @@ def find_encoder(model):
 
 
 def mixer_kind(model) -> str:
-    """'s4d' or 'mamba2' (all layers share the mixer)."""
+    """'s4d' or 'mamba2' (MambaCode; all layers share the mixer), or for transformers' own models 'mamba2'
+    (Mamba2Model) or 'mamba' (MambaModel). Every kind but 's4d' needs inputs."""
+    from .hf_mamba import find_hf_backbone, hf_mixer_kind
+
+    backbone = find_hf_backbone(model)
+    if backbone is not None:
+        return hf_mixer_kind(backbone)
     ssm = find_encoder(model).layers[0].mixer.ssm
     return "s4d" if type(ssm).__name__ == "S4DMixer" else "mamba2"
 
@@ -102,10 +115,22 @@ def s4d_layer_kernels(ssm, length: int) -> np.ndarray:
 
     k = ssm.kernel
     p = [t.detach().double() for t in (k.log_step, k.A_real, k.A_imag, k.C)]
-    return s4d_kernel(*p, length).cpu().numpy()
+    # remote-code copies saved before the field existed have no attribute: they are conjugate-pair kernels
+    return s4d_kernel(*p, length, getattr(k, "conjugate_pairs", True)).cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------ hf_conv
+def dominant_taps(taps: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(mode, energy_fraction) of a (rows, k) float64 tap matrix: the first singular vector scaled by its
+    singular value / sqrt(rows) (the RMS level per row), sign fixed so its largest tap is positive."""
+    u, s, vt = torch.linalg.svd(taps, full_matrices=False)
+    mode = s[0] * vt[0] / np.sqrt(taps.shape[0])
+    if mode[mode.abs().argmax()] < 0:
+        mode = -mode
+    energy = float(s[0] ** 2 / (s ** 2).sum()) if s.sum() > 0 else float("nan")
+    return mode, energy
+
+
 @torch.no_grad()
 def hf_conv_records(short_conv, layer: int, length: int) -> list[KernelRecord]:
     """One record per direction x conv group of a ShortConv (see module docstring)."""
@@ -121,14 +146,9 @@ def hf_conv_records(short_conv, layer: int, length: int) -> list[KernelRecord]:
         raise ValueError(f"length={length} is shorter than the hf_conv kernel ({k} taps).")
     records = []
     for j in range(2 * groups):
-        taps = w[j * size:(j + 1) * size].reshape(-1, k)  # (out x in, k)
-        u, s, vt = torch.linalg.svd(taps, full_matrices=False)
-        mode = s[0] * vt[0] / np.sqrt(taps.shape[0])
-        if mode[mode.abs().argmax()] < 0:
-            mode = -mode
+        mode, energy = dominant_taps(w[j * size:(j + 1) * size].reshape(-1, k))  # (out x in, k)
         kernel = np.zeros(length)
         kernel[:k] = mode.flip(0).numpy()  # cross-correlation taps -> convolution kernel
-        energy = float(s[0] ** 2 / (s ** 2).sum()) if s.sum() > 0 else float("nan")
         records.append(KernelRecord(layer, DIRECTIONS[j // groups], j % groups, "hf_conv", kernel,
                                     extra={"energy_fraction": energy, "taps": k}))
     return records
@@ -142,8 +162,9 @@ def iter_batches(inputs, tokenizer=None, batch_size: int = 16, max_length: int |
     attention_mask), a LongTensor of input_ids (B, L), or an iterable of such dicts.
     """
     if inputs is None:
-        raise ValueError("mixer='mamba2' kernels depend on the input: pass inputs= (a list of code strings with "
-                         "tokenizer=, tokenized batches, or a LongTensor of input_ids).")
+        raise ValueError("selective kernels (mixer='mamba2', transformers' Mamba / Mamba-2) depend on the input: "
+                         "pass inputs= (a list of code strings with tokenizer=, tokenized batches, or a LongTensor "
+                         "of input_ids).")
     if isinstance(inputs, str):
         inputs = [inputs]
     if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs):
@@ -176,7 +197,7 @@ def iter_batches(inputs, tokenizer=None, batch_size: int = 16, max_length: int |
         for i in range(0, ids.shape[0], batch_size):
             out.append({"input_ids": ids[i:i + batch_size], "attention_mask": mask[i:i + batch_size]})
     if not out:
-        raise ValueError("inputs is empty: the mamba2 effective kernel needs at least one sequence.")
+        raise ValueError("inputs is empty: an effective (selective) kernel needs at least one sequence.")
     return out
 
 
@@ -327,34 +348,44 @@ def mamba2_records(encoder, inputs, tokenizer=None, length: int = 4096, batch_si
 # ------------------------------------------------------------------------------------------ entry point
 def extract_kernels(model, length: int = 4096, inputs=None, *, tokenizer=None, batch_size: int = 16,
                     max_length: int | None = None, include_hf_conv: bool = True,
-                    progress: bool | None = None) -> list[KernelRecord]:
+                    progress: bool | None = None, channels=16) -> list[KernelRecord]:
     """One `KernelRecord` per layer x direction x kernel group / head (and hf_conv group).
 
     s4d: exact kernels of length `length`. mamba2: effective kernels over `inputs` (code strings with
     `tokenizer`, or tokenized batches; see `iter_batches`), as long as the longest input, capped at
     `length`; `max_length` truncates inputs. Raises UnsupportedModelError for models without SSM mixers.
+    transformers' MambaModel / Mamba2Model (or a head around one): the same effective kernels, direction
+    "forward" only, per head (Mamba-2) or per channel of `channels` (Mamba-1: a count of evenly spaced
+    channels, 'all', or a list); `include_hf_conv` then records their conv1d (see `spectral.hf_mamba`).
     """
     if isinstance(length, bool) or not isinstance(length, int) or length < 2:
         raise ValueError(f"length={length!r} is invalid: expected an integer >= 2.")
-    encoder = find_encoder(model)
-    kind = mixer_kind(encoder)
+    from .hf_mamba import find_hf_backbone, hf_mamba_records
+
     records: list[KernelRecord] = []
-    if kind == "s4d":
-        for i, layer in enumerate(encoder.layers):
-            k = s4d_layer_kernels(layer.mixer.ssm, length)
-            for direction in (0, 1):
-                for g in range(k.shape[1]):
-                    records.append(KernelRecord(i, DIRECTIONS[direction], g, "s4d", k[direction, g]))
+    if find_hf_backbone(model) is not None:
+        records = hf_mamba_records(model, inputs, tokenizer, length, batch_size, max_length, progress,
+                                   channels=channels, include_conv=include_hf_conv)
     else:
-        records.extend(mamba2_records(encoder, inputs, tokenizer, length, batch_size, max_length, progress))
-    if include_hf_conv:
-        for i, layer in enumerate(encoder.layers):
-            if layer.mixer.short_conv is not None:
-                records.extend(hf_conv_records(layer.mixer.short_conv, i, length))
-    order = {"s4d": 0, "mamba2": 0, "hf_conv": 1}
+        encoder = find_encoder(model)
+        kind = mixer_kind(encoder)
+        if kind == "s4d":
+            for i, layer in enumerate(encoder.layers):
+                k = s4d_layer_kernels(layer.mixer.ssm, length)
+                for direction in (0, 1):
+                    for g in range(k.shape[1]):
+                        records.append(KernelRecord(i, DIRECTIONS[direction], g, "s4d", k[direction, g]))
+        else:
+            records.extend(mamba2_records(encoder, inputs, tokenizer, length, batch_size, max_length, progress))
+        if include_hf_conv:
+            for i, layer in enumerate(encoder.layers):
+                if layer.mixer.short_conv is not None:
+                    records.extend(hf_conv_records(layer.mixer.short_conv, i, length))
+    order = {"s4d": 0, "mamba2": 0, "mamba": 0, "hf_conv": 1, "conv1d": 1}
     records.sort(key=lambda r: (r.layer, order[r.kind], DIRECTIONS.index(r.direction), r.index))
     return records
 
 
 __all__ = ["KernelRecord", "extract_kernels", "find_encoder", "mixer_kind", "UnsupportedModelError",
-           "mamba2_attention", "iter_batches", "DIRECTIONS", "SUPPORTED"]
+           "mamba2_attention", "iter_batches", "dominant_taps", "DIRECTIONS", "SUPPORTED", "SSM_KINDS",
+           "SHORT_CONV_KINDS"]

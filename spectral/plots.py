@@ -1,5 +1,5 @@
 """Figures of SSM-Interpret: magnitude responses per layer, centroid vs log10 LHFR with the class regions,
-the per-layer shift summary, and the hf_conv bands.
+the per-layer shift summary, the hf_conv / conv1d bands, and grids of effective attention matrices.
 
 Built on matplotlib's object API (Figure + Agg canvas), not pyplot: no global state, no GUI backend, safe
 inside a training process. Files are written atomically (temporary file, then os.replace).
@@ -14,9 +14,11 @@ import numpy as np
 
 from mambacode.atomic import atomic_path
 
+from .kernels import SHORT_CONV_KINDS, SSM_KINDS
 from .metrics import Thresholds, magnitude_response
 
 DIRECTION_COLORS = {"forward": "tab:blue", "backward": "tab:orange"}
+DIRECTION_SHORT = {"forward": "fwd", "backward": "bwd"}
 CHECKPOINT_STYLES = ("-", "--", ":", "-.")
 CHECKPOINT_MARKERS = ("o", "X", "s", "^")
 
@@ -61,7 +63,7 @@ def _grid(n: int, ncols: int = 4):
     return fig, axes
 
 
-def plot_magnitude_responses(checkpoints: list[tuple[str, list]], kinds=("s4d", "mamba2"), title=None):
+def plot_magnitude_responses(checkpoints: list[tuple[str, list]], kinds=SSM_KINDS, title=None):
     """One panel per layer: |K^| in dB of every kernel of `kinds`, colour = direction, line style = checkpoint.
 
     checkpoints: [(label, records)], e.g. [("pretrained", recs_a), ("fine-tuned", recs_b)].
@@ -97,8 +99,10 @@ def plot_magnitude_responses(checkpoints: list[tuple[str, list]], kinds=("s4d", 
 
 
 def plot_hf_conv_responses(checkpoints: list[tuple[str, list]]):
-    """The hf_conv groups' frequency responses (linear magnitude), one panel per layer carrying the path."""
-    return plot_magnitude_responses(checkpoints, kinds=("hf_conv",), title="hf_conv (short convolution) responses")
+    """The short convolutions' frequency responses (MambaCode hf_conv groups, transformers Mamba conv1d), one
+    panel per layer carrying one."""
+    return plot_magnitude_responses(checkpoints, kinds=SHORT_CONV_KINDS,
+                                    title="hf_conv / conv1d (short convolution) responses")
 
 
 def plot_centroid_lhfr(checkpoints: list[tuple[str, list, list]], thresholds: Thresholds = Thresholds()):
@@ -106,7 +110,7 @@ def plot_centroid_lhfr(checkpoints: list[tuple[str, list, list]], thresholds: Th
     across checkpoints. checkpoints: [(label, records, metrics)] with metrics aligned to records."""
     fig = _figure(7.5, 5.5)
     ax = fig.subplots()
-    points = [(label, [(r, m) for r, m in zip(recs, mets) if r.kind != "hf_conv"
+    points = [(label, [(r, m) for r, m in zip(recs, mets) if r.kind not in SHORT_CONV_KINDS
                        and np.isfinite(m["centroid"]) and not np.isnan(m["log10_lhfr"])])
               for label, recs, mets in checkpoints]
     ys = [m["log10_lhfr"] for _, pts in points for _, m in pts if np.isfinite(m["log10_lhfr"])]
@@ -169,5 +173,43 @@ def plot_layer_summary(layers: list[int], values: dict[str, list[float]], ylabel
     return fig
 
 
+def plot_attention_matrices(matrices, tokens: list[str] | None = None, title: str | None = None,
+                            max_columns: int = 8):
+    """A grid of heatmaps of effective attention matrices (`spectral.attention.attention_matrices`): one row per
+    (layer, direction), one column per head / channel (at most `max_columns`). Each panel has its own
+    symmetric colour scale (red > 0 > blue), its maximum |M| in the title; tokens label the axes if <= 40."""
+    rows = list(dict.fromkeys((m.layer, m.direction) for m in matrices))
+    if not rows:
+        return None
+    cols = list(dict.fromkeys(m.index for m in matrices))[:max_columns]
+    by_key = {(m.layer, m.direction, m.index): m for m in matrices}
+    n = matrices[0].matrix.shape[0]
+    side = 1.6 + 0.05 * min(n, 64)
+    fig = _figure(side * len(cols) + 0.8, side * len(rows) + 0.8)
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    label = tokens is not None and len(tokens) == n and n <= 40
+    for r, (layer, direction) in enumerate(rows):
+        for c, index in enumerate(cols):
+            ax = axes[r, c]
+            m = by_key.get((layer, direction, index))
+            if m is None:
+                ax.set_visible(False)
+                continue
+            vmax = float(np.abs(m.matrix).max()) or 1.0
+            ax.imshow(m.matrix, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            unit = "ch" if m.kind == "mamba" else "h"
+            ax.set_title(f"L{layer} {DIRECTION_SHORT.get(direction, direction)} {unit}{index} (max {vmax:.2g})",
+                         fontsize=7)
+            if label:
+                ax.set_xticks(range(n), tokens if r == len(rows) - 1 else [""] * n, rotation=90, fontsize=5)
+                ax.set_yticks(range(n), tokens if c == 0 else [""] * n, fontsize=5)
+            else:
+                ax.tick_params(labelsize=6)
+    axes[-1, 0].set_xlabel("input token s", fontsize=7)
+    axes[-1, 0].set_ylabel("output token t", fontsize=7)
+    fig.suptitle(title or "Effective attention M[t, s] = (C_t . B_s) dt_s exp(A sum dt)", fontsize=9)
+    return fig
+
+
 __all__ = ["plot_magnitude_responses", "plot_hf_conv_responses", "plot_centroid_lhfr", "plot_layer_summary",
-           "save_figure", "figure_to_array"]
+           "plot_attention_matrices", "save_figure", "figure_to_array"]

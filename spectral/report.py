@@ -18,7 +18,7 @@ import numpy as np
 from mambacode.atomic import atomic_write_text
 from mambacode.tables import markdown_table
 
-from .kernels import DIRECTIONS, KernelRecord, extract_kernels, find_encoder, mixer_kind
+from .kernels import DIRECTIONS, SSM_KINDS, KernelRecord, extract_kernels, find_encoder, mixer_kind
 from .metrics import FILTER_CLASSES, Thresholds, spectrum_metrics_batch
 
 METRIC_KEYS = ("dominant_frequency", "centroid", "lhfr", "log10_lhfr", "filter_class", "effective_receptive_field")
@@ -33,6 +33,10 @@ class ArchitectureMismatchError(ValueError):
 # ------------------------------------------------------------------------------------------ architecture
 def architecture(model) -> dict:
     """What decides the set and shape of kernels: config fields plus the structure actually built."""
+    from .hf_mamba import find_hf_backbone, hf_architecture
+
+    if find_hf_backbone(model) is not None:
+        return hf_architecture(model)
     encoder = find_encoder(model)
     config = getattr(model, "config", None) or getattr(encoder, "config", None)
     arch = {f: getattr(config, f, None) for f in ARCHITECTURE_FIELDS} if config is not None else {}
@@ -82,13 +86,13 @@ class SpectrumReport:
         return [{**r.to_dict(), **m, **({"mean_spread": float(np.mean(r.spread))} if r.spread is not None else {})}
                 for r, m in zip(self.records, self.metrics)]
 
-    def class_counts(self, kinds=("s4d", "mamba2")) -> dict:
+    def class_counts(self, kinds=SSM_KINDS) -> dict:
         counts = Counter(m["filter_class"] for r, m in zip(self.records, self.metrics) if r.kind in kinds)
         return {c: counts.get(c, 0) for c in FILTER_CLASSES}
 
     def layer_means(self, key: str = "log10_lhfr") -> tuple[list[int], dict[str, list[float]]]:
         """Per layer and direction: mean of a metric over the SSM kernels (finite values only)."""
-        return _layer_means([(r, m[key]) for r, m in zip(self.records, self.metrics) if r.kind != "hf_conv"])
+        return _layer_means([(r, m[key]) for r, m in zip(self.records, self.metrics) if r.kind in SSM_KINDS])
 
     def to_json(self) -> dict:
         return {"label": self.label, "length": self.length, "thresholds": vars(self.thresholds),
@@ -100,7 +104,8 @@ class SpectrumReport:
 def _layer_means(pairs) -> tuple[list[int], dict[str, list[float]]]:
     layers = sorted({r.layer for r, _ in pairs})
     out = {}
-    for d in DIRECTIONS:
+    # causal models (transformers' Mamba) have the forward direction only: no empty backward column
+    for d in [d for d in DIRECTIONS if any(r.direction == d for r, _ in pairs)] or DIRECTIONS:
         vals = []
         for layer in layers:
             xs = [v for r, v in pairs if r.layer == layer and r.direction == d and np.isfinite(v)]
@@ -116,9 +121,11 @@ def spectrum_report(model, length: int = 4096, inputs=None, *, label: str = "mod
     records = extract_kernels(model, length, inputs, tokenizer=tokenizer, **extract_kwargs)
     metrics = metrics_for(records, th)
     info = {}
-    if records and records[0].kind == "mamba2":
+    if records and records[0].kind in ("mamba2", "mamba"):
         info = {"sequences": records[0].extra.get("sequences"), "tokens": int(records[0].count[0]),
                 "max_lag": int(records[0].kernel.shape[-1])}
+        if records[0].kind == "mamba":
+            info["channels"] = [r.index for r in records if r.kind == "mamba" and r.layer == records[0].layer]
     return SpectrumReport(label, length, th, architecture(model), records, metrics, info)
 
 
@@ -157,7 +164,7 @@ class ShiftReport:
             rows.append(row)
         return rows
 
-    def class_changes(self, kinds=("s4d", "mamba2")) -> dict:
+    def class_changes(self, kinds=SSM_KINDS) -> dict:
         """{'band-pass -> high-pass': n, ...} over the SSM kernels, plus 'total' and 'kernels'."""
         rows = [r for r in self.rows() if r["kind"] in kinds]
         moves = Counter(f"{r['filter_class_pre']} -> {r['filter_class_post']}" for r in rows if r["class_changed"])
@@ -168,7 +175,7 @@ class ShiftReport:
         pairs = []
         post = {r.key: m for r, m in zip(self.post.records, self.post.metrics)}
         for r, m in zip(self.pre.records, self.pre.metrics):
-            if r.kind == "hf_conv":
+            if r.kind not in SSM_KINDS:
                 continue
             a, b = m["log10_lhfr"], post[r.key]["log10_lhfr"]
             pairs.append((r, abs(b - a) if np.isfinite(a) and np.isfinite(b) else float("nan")))
@@ -242,14 +249,21 @@ def _table(headers: list[str], rows: list[list]) -> str:
 def _settings_md(rep: SpectrumReport) -> list[str]:
     th = rep.thresholds
     arch = {k: v for k, v in rep.architecture.items() if k != "layer_structure"}
-    lines = [f"- kernel length L = {rep.length} (mamba2: as long as the longest input, at most L)",
+    lines = [f"- kernel length L = {rep.length} (selective mamba2 / mamba: as long as the longest input, at most L)",
              "- architecture: " + ", ".join(f"{k}={v}" for k, v in arch.items()),
              f"- thresholds: LHFR bands first {th.low_band:.0%} / from {th.high_band:.0%} of the bins; "
              f"centroid {th.centroid}; low-pass log10 LHFR > {th.lowpass_log10_lhfr}; high-pass < "
              f"{th.highpass_log10_lhfr}; ERF share {th.erf_fraction:.0%}"]
+    if rep.architecture.get("source") == "transformers":
+        unit = ("per channel c of d_inner: alpha_c[t, s] = sum_n C_t[n] exp(sum_{k=s+1..t} dt_k[c] A[c, n]) "
+                "dt_s[c] B_s[n]" if rep.architecture.get("mixer") == "mamba" else "per head")
+        lines.append(f"- transformers {rep.architecture.get('model_type')} model: causal, direction 'forward' only; "
+                     f"effective kernels {unit}; conv1d = the causal depthwise conv before the SSM")
+        if rep.inputs.get("channels") is not None:
+            lines.append(f"- Mamba-1 channels recorded: {rep.inputs['channels']}")
     if rep.inputs:
-        lines.append(f"- mamba2 inputs: {rep.inputs.get('sequences')} sequences, {rep.inputs.get('tokens')} tokens, "
-                     f"lags up to {rep.inputs.get('max_lag')}")
+        lines.append(f"- selective-SSM inputs: {rep.inputs.get('sequences')} sequences, {rep.inputs.get('tokens')} "
+                     f"tokens, lags up to {rep.inputs.get('max_lag')}")
     return lines
 
 
@@ -293,7 +307,8 @@ def report_markdown(report, figures: dict | None = None) -> str:
                 for r in report.rows()]
         out += ["## Kernels (* = class changed)", "", _table(headers, rows), ""]
     if figures:
-        out += ["## Figures", ""] + [f"![{name}]({os.path.basename(path)})" for name, path in figures.items()] + [""]
+        out += ["## Figures", ""] + [f"{'!' if path.endswith(('.png', '.svg', '.jpg')) else ''}[{name}]"
+                                     f"({os.path.basename(path)})" for name, path in figures.items()] + [""]
     return "\n".join(out)
 
 
@@ -319,15 +334,18 @@ def write_figures(report, output_dir: str) -> dict:
             if fig is not None}
 
 
-def write_report(report, output_dir: str, figures: bool = True, with_kernels: bool = False) -> dict:
+def write_report(report, output_dir: str, figures: bool = True, with_kernels: bool = False,
+                 extra_files: dict | None = None) -> dict:
     """Write spectrum_report.{json,md} (or spectral_shift.{json,md}) and figures into `output_dir`.
 
-    `with_kernels` also stores every kernel's taps in the JSON (large: L floats per kernel).
+    `with_kernels` also stores every kernel's taps in the JSON (large: L floats per kernel). `extra_files`
+    ({name: path}, already written, e.g. the attention matrices) are linked from the markdown too.
     Returns {name: path} of everything written.
     """
     os.makedirs(output_dir, exist_ok=True)
     stem = "spectral_shift" if isinstance(report, ShiftReport) else "spectrum_report"
     paths = write_figures(report, output_dir) if figures else {}
+    paths.update(extra_files or {})
     data = report.to_json()
     if with_kernels:
         reps = [report.pre, report.post] if isinstance(report, ShiftReport) else [report]
