@@ -5,8 +5,9 @@ Inputs: seeded mutations of real functions (the Python standard library, the bui
 and any --source_dir) plus the extreme families of `mambacode.probing.fuzz` (deep brackets, long sums,
 nested loops and branches, wide literals and calls, lone surrogates) at sizes from 3 to 50,000.
 Prints and writes benchmarks/results/fuzz_parser.json: crashes (any exception other than a documented
-`ParseLimitError`; must be 0), inputs over 2 s (must be 0), peak memory (must stay under 1 GB), skips by
-reason, the slowest inputs. Takes a few minutes on one core.
+`ParseLimitError`; must be 0), inputs over 2 s of CPU time (must be 0; CPU time, as `code_graph`'s own limit,
+so that a loaded machine judges the same inputs as an idle one: wall seconds are reported beside), peak
+memory (must stay under 1 GB), skips by reason, the slowest inputs. Takes a few minutes on one core.
 
     nice -n 19 python benchmarks/fuzz_parser.py [--n 10500] [--seed 0] [--source_dir DIR ...]
 """
@@ -60,7 +61,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=10_500, help="number of inputs (languages in turn)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--source_dir", nargs="*", default=[], help="more real source to mutate")
-    ap.add_argument("--slow_seconds", type=float, default=2.0)
+    ap.add_argument("--slow_seconds", type=float, default=2.0, help="CPU seconds over which an input counts as slow")
     ap.add_argument("--output", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                      "fuzz_parser.json"))
     args = ap.parse_args(argv)
@@ -84,7 +85,7 @@ def main(argv=None):
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         times.append((dt, k, language, len(code)))
         cpu_max = max(cpu_max, cpu)
-        if dt > args.slow_seconds:  # wall clock: on a shared machine, also read `cpu_seconds` here
+        if cpu > args.slow_seconds:  # CPU time: a busy machine stretches wall time, not the work
             slow.append({"index": k, "language": language, "seconds": round(dt, 3), "cpu_seconds": round(cpu, 3),
                          "chars": len(code)})
         if (k + 1) % 1000 == 0:
@@ -99,6 +100,7 @@ def main(argv=None):
         "outcomes": dict(sorted(outcomes.items())),
         "seconds_total": round(time.perf_counter() - t_all, 1),
         "seconds_max": round(times[0][0], 3), "seconds_p99": round(times[len(times) // 100][0], 4),
+        "slow_measure": "cpu_seconds",
         "cpu_seconds_max": round(cpu_max, 3),
         "slowest": [{"seconds": round(t, 3), "index": k, "language": lang, "chars": n} for t, k, lang, n in times[:5]],
         "peak_rss_mb": round(_rss_mb(), 1), "rss_after_imports_mb": round(rss_start, 1),
@@ -111,7 +113,7 @@ def main(argv=None):
         json.dump(result, f, indent=2)
     os.replace(tmp, args.output)
     print(f"{args.n} inputs in {result['seconds_total']} s: crashes {result['crashes']}, over "
-          f"{args.slow_seconds:g} s {result['over_2s']}, slowest {result['seconds_max']} s (CPU "
+          f"{args.slow_seconds:g} s of CPU {result['over_2s']}, slowest {result['seconds_max']} s wall (CPU max "
           f"{result['cpu_seconds_max']} s), peak RSS "
           f"{result['peak_rss_mb']} MB (after imports {result['rss_after_imports_mb']} MB)")
     for name, count in result["outcomes"].items():

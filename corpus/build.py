@@ -29,7 +29,7 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
-from mambacode.atomic import swap_directory
+from mambacode.atomic import remove_stale_temporaries, swap_directory, temp_prefix
 
 from .card import dataset_info, render_card
 from .extract import ExtractConfig, FileResult, process_batch, process_file
@@ -37,7 +37,8 @@ from .long_context import LongContextConfig
 from .obfuscate import obfuscate
 from .pairs import PairFilters
 from .parsing import LANGUAGES, grammar_key
-from .sources import CORPUS_PACKAGES, CORPUS_PINS, collect_tasks, corpus_package_versions, pin_problems, printable
+from .sources import (CORPUS_PACKAGES, CORPUS_PINS, collect_tasks, corpus_package_versions, pin_problems, printable,
+                      source_roots)
 from .splits import SPLITS, assign_splits
 from .types import OTHER, encode_labels, top_k_labels
 
@@ -67,6 +68,7 @@ class BuildConfig:
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 42
     num_workers: int = 2
+    follow_symlinks: bool = False  # source_dirs: follow links that leave the folder (never to its ancestors)
 
     def validate(self) -> None:
         bad = [x for x in self.languages if x not in LANGUAGES]
@@ -149,10 +151,12 @@ def build_corpus(
     """Build the corpora and put them at ``output_dir`` in one step; return what was built.
 
     ``options`` are further :class:`BuildConfig` fields (``seed``, ``type_top_k``, ``filters=PairFilters(...)``,
-    ``long_context=LongContextConfig(...)``, ...). Before any parsing, raises ``FileExistsError`` when
-    ``output_dir`` holds files the builder did not write (unless ``overwrite``), an ``OSError`` naming the
-    folder when it cannot be written, ``FileNotFoundError`` for a missing source dir and ``ValueError`` for
-    bad settings. On any failure the previous build at ``output_dir`` (if any) is left as it was; only if
+    ``long_context=LongContextConfig(...)``, ``follow_symlinks``, ...). Before any parsing, raises
+    ``FileExistsError`` when ``output_dir`` holds files the builder did not write (``overwrite`` allows that
+    only in a folder holding a corpus manifest, i.e. an earlier build), ``ValueError`` when ``output_dir`` is,
+    contains or lies inside a source (a source dir, the standard library, a package's install folder), an
+    ``OSError`` naming the folder when it cannot be written, ``FileNotFoundError`` for a missing source dir
+    and ``ValueError`` for bad settings. On any failure the previous build at ``output_dir`` (if any) is left as it was; only if
     the no-exchange fallback of the final swap cannot even move it back does the error say where it went.
     """
     config = BuildConfig(
@@ -165,6 +169,7 @@ def build_corpus(
         **options,
     )
     config.validate()
+    _check_apart_from_sources(os.path.realpath(os.path.abspath(output_dir)), config)
     out = _checked_output(output_dir, overwrite)
     staging = _staging_folder(out)
     try:
@@ -181,7 +186,7 @@ def _build_into(folder: str, config: BuildConfig, show_progress: bool | None) ->
     t0 = time.perf_counter()
     sources, tasks, log, missing = collect_tasks(
         config.languages, config.include_stdlib, config.packages, config.source_dirs, config.max_file_bytes,
-        config.skip_test_files,
+        config.skip_test_files, config.follow_symlinks,
     )
     if missing:
         print(f"note: {len(missing)} corpus package(s) not installed, left out: {', '.join(missing)} "
@@ -445,14 +450,43 @@ def _checked_output(output_dir: str, overwrite: bool) -> str:
         if not os.path.isdir(out):
             raise NotADirectoryError(f"output_dir {printable(out)!r} exists and is not a folder")
         foreign = _foreign_entries(out)
-        if foreign and not overwrite:
+        if foreign:
             shown = ", ".join(repr(printable(x)) for x in foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-            raise FileExistsError(
-                f"output_dir {printable(out)!r} holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} "
-                f"this builder did not write ({shown}); a build replaces the whole folder. Choose an empty or "
-                "new folder, or pass overwrite=True (--overwrite) to replace it."
-            )
+            held = (f"output_dir {printable(out)!r} holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} "
+                    f"this builder did not write ({shown}); a build replaces the whole folder.")
+            if not overwrite:
+                raise FileExistsError(f"{held} Choose an empty or new folder, or pass overwrite=True (--overwrite) "
+                                      "to replace an earlier corpus build.")
+            if not _holds_manifest(out):
+                raise FileExistsError(f"{held} overwrite (--overwrite) only replaces a folder holding an earlier "
+                                      f"build's {MANIFEST_FILE}, and this one has none: choose an empty or new "
+                                      "folder, or remove this one yourself.")
     return out
+
+
+def _holds_manifest(folder: str) -> bool:
+    """Whether ``folder`` holds a readable corpus manifest of this format (an earlier build)."""
+    try:
+        read_manifest(folder)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _check_apart_from_sources(out: str, config: BuildConfig) -> None:
+    """ValueError when the output folder (real path) is, contains or lies inside anything the build reads."""
+    for what, root in source_roots(config.languages, config.include_stdlib, config.packages, config.source_dirs):
+        if out == root:
+            relation = "is"
+        elif os.path.commonpath([out, root]) == out:
+            relation = "contains"
+        elif os.path.commonpath([out, root]) == root:
+            relation = "lies inside"
+        else:
+            continue
+        raise ValueError(f"output_dir {printable(out)!r} {relation} a source of the build ({what}: "
+                         f"{printable(root)!r}); a build replaces its whole output folder, so it must lie apart "
+                         "from every source. Choose another output_dir.")
 
 
 def _foreign_entries(folder: str) -> list[str]:
@@ -474,7 +508,8 @@ def _staging_folder(out: str) -> str:
     parent = os.path.dirname(out)
     try:
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.building-", dir=parent)
+        remove_stale_temporaries(parent)  # what killed builds left here
+        staging = tempfile.mkdtemp(prefix=temp_prefix(f".{os.path.basename(out)}.building-"), dir=parent)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the output gets a plain folder's mode

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .long_context import LongContextConfig, documents
 from .pairs import PairFilters, comment_spans, find_functions, make_pair
 from .parsing import grammar_key, parse
-from .sources import FileTask, read_task
+from .sources import MAX_LINE_CHARS, FileTask, looks_minified, read_task
 from .types import examples as type_examples
 
 
@@ -21,7 +21,7 @@ class ExtractConfig:
     filters: PairFilters = field(default_factory=PairFilters)
     long_context: LongContextConfig = field(default_factory=LongContextConfig)
     type_max_words: int = 512
-    max_line_chars: int = 1000  # longer average lines mean minified or generated code
+    max_line_chars: int = MAX_LINE_CHARS  # longer average lines mean minified or generated code
     tasks: tuple[str, ...] = ("retrieval", "long_context", "type_inference")
 
 
@@ -54,8 +54,7 @@ def process_file(task: FileTask, config: ExtractConfig) -> FileResult:
     except UnicodeDecodeError:
         result.skip = "non_utf8"
         return result
-    lines = data.count(b"\n") + 1
-    if task.language != "python" and (task.path.endswith(".min.js") or len(data) / lines > config.max_line_chars):
+    if looks_minified(data, task.language, task.path, config.max_line_chars):
         result.skip = "minified"
         return result
     key = grammar_key(task.language, task.path)

@@ -31,14 +31,15 @@ def get_query(language: str, source: str) -> Query:
     return Query(get_language(language), source)
 
 
-#: seconds tree-sitter may spend on one file before it is skipped as ``parse_timeout`` (real files take
-#: milliseconds; some broken inputs make a grammar take exponential time)
+#: CPU seconds tree-sitter may spend on one file before it is skipped as ``parse_timeout`` (real files take
+#: milliseconds; some broken inputs make a grammar take exponential time). CPU time, not wall time, so a
+#: loaded machine skips the same files as an idle one (``mambacode.languages.TimeBudget``).
 PARSE_SECONDS = 10.0
 
 
 def parse(source: bytes, language: str, seconds: float = PARSE_SECONDS):
     """Parse bytes with a grammar key (a language or a dialect such as ``tsx``, see :func:`grammar_key`);
-    raises ``TimeoutError`` after ``seconds``."""
+    raises ``TimeoutError`` after ``seconds`` of CPU time."""
     return parse_within(language, source, seconds)
 
 

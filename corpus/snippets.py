@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from ..languages import get_parser, get_spec, grammar_key, language_of
+from ..languages import get_parser, get_spec, grammar_key, language_of, parse_within
 
 
 @dataclass(frozen=True)
@@ -26,15 +26,17 @@ class FunctionSpan:
     has_error: bool
 
 
-def extract_functions(text: str, language: str, path: str = "") -> list[FunctionSpan]:
+def extract_functions(text: str, language: str, path: str = "", seconds: float | None = None) -> list[FunctionSpan]:
     """Function-level snippets of one source file with their positions and names, in source order.
 
     The nodes cut out are the language table's `function_types`; nested functions stay inside their
-    enclosing snippet. `path` picks a dialect grammar (`.tsx`).
+    enclosing snippet. `path` picks a dialect grammar (`.tsx`). With `seconds`, a parse that takes longer
+    raises `TimeoutError` (the corpus builder's `parse_timeout`).
     """
     spec = get_spec(language)
     src = text.encode("utf-8", errors="surrogatepass")
-    tree = get_parser(grammar_key(spec.name, path)).parse(src)
+    key = grammar_key(spec.name, path)
+    tree = get_parser(key).parse(src) if seconds is None else parse_within(key, src, seconds)
     out, stack = [], [(tree.root_node, ())]
     while stack:
         node, outer = stack.pop()
@@ -66,7 +68,9 @@ def read_snippets(corpus_dir: str | None = None, *, source_dir: str | None = Non
         rows if None). With `seed`, `max_snippets` rows are drawn at random and returned in stored order;
         with `seed=None` the first `max_snippets` rows are taken.
     source_dir: every source file below it (sorted walk) of `language` (every language of the table if
-        None), split into functions (`split_functions`); files that are not UTF-8 are skipped.
+        None), split into functions (`split_functions`). The walk is the corpus builder's (iterative, links
+        leaving the folder not followed, regular files only, its size cap, minified check and parse timeout);
+        whatever it skips is named in one warning.
     inputs_file: `.jsonl` (one string or object with `text_field` per line) or `.json` (a list of those);
         any other file is one snippet. Blank snippets are dropped; `language` does not apply.
     """
@@ -121,22 +125,34 @@ def _from_corpus(corpus_dir, language, dataset, split, max_snippets, seed) -> li
 def _from_sources(source_dir, language, max_snippets) -> list[str]:
     if not os.path.isdir(source_dir):
         raise FileNotFoundError(f"source_dir {source_dir}: not a directory")
-    files = []
-    for root, dirs, names in os.walk(source_dir):
-        dirs.sort()
-        for n in sorted(names):
-            lang = language_of(n, None if language is None else (language,))
-            if lang is not None:
-                files.append((os.path.join(root, n), lang))
+    from .parsing import PARSE_SECONDS
+    from .sources import MAX_FILE_BYTES, FileSkipped, SkipLog, _Walker, looks_minified, read_regular_file
+
+    log = SkipLog()
     out = []
-    for path, lang in files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                out.extend(split_functions(f.read(), lang, path))
-        except (UnicodeDecodeError, OSError):
+    for path, rel in _Walker(log, MAX_FILE_BYTES, skip_tests=False, confine=True).walk(source_dir, source_dir):
+        lang = language_of(rel, None if language is None else (language,))
+        if lang is None:
             continue
+        try:
+            data = read_regular_file(path)
+            if looks_minified(data, lang, rel):
+                raise FileSkipped("minified", "")
+            out.extend(f.code for f in extract_functions(data.decode("utf-8"), lang, path, PARSE_SECONDS))
+        except FileSkipped as exc:
+            log.add(exc.reason, path)
+        except UnicodeDecodeError:
+            log.add("non_utf8", path)
+        except TimeoutError:
+            log.add("parse_timeout", path)
         if max_snippets and len(out) >= max_snippets:
             break
+    named = [(reason, where) for reason, where in log.named if reason != "empty_dir"]
+    if named:
+        import warnings
+
+        warnings.warn(f"read_snippets: skipped {len(named)} entries below {source_dir}: "
+                      + "; ".join(f"{where} ({reason})" for reason, where in named), stacklevel=3)
     if not out:
         what = language or "source"
         exts = get_spec(language).extensions if language else "any known extension"

@@ -107,6 +107,63 @@ def missing_corpus_packages() -> list[str]:
     return pin_problems(corpus_package_versions())
 
 
+#: the walk's limits, shared by the corpus builder, `mambacode index` and `read_snippets`: larger files are
+#: skipped as ``huge_file`` (generated code, data), and so are files whose average line is longer (``minified``)
+MAX_FILE_BYTES = 1_000_000
+MAX_LINE_CHARS = 1000
+
+
+def looks_minified(data: bytes, language: str, path: str, max_line_chars: int = MAX_LINE_CHARS) -> bool:
+    """Minified or generated code: a ``.min.js`` file or, outside Python, an average line over ``max_line_chars``."""
+    if language == "python":
+        return False
+    return path.endswith(".min.js") or len(data) / (data.count(b"\n") + 1) > max_line_chars
+
+
+class FileSkipped(Exception):
+    """A file the walk does not read; ``reason`` is its skip reason (``not_regular_file``, ``huge_file``,
+    ``unreadable_file``) and the message says why."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_regular_file(path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path`` when it is a regular file of at most ``max_bytes``, else ``FileSkipped``.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO or device (or one swapped in after
+    the walk looked) can neither hang the read nor fill memory; at most ``max_bytes + 1`` bytes are read.
+    """
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise FileSkipped("unreadable_file", f"unreadable ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileSkipped("not_regular_file", "not a regular file (a FIFO, device or socket)")
+        if st.st_size > max_bytes:
+            raise FileSkipped("huge_file", f"{st.st_size:,} bytes, over the {max_bytes:,}-byte cap")
+        chunks, left = [], max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise FileSkipped("unreadable_file", f"unreadable ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise FileSkipped("huge_file", f"over the {max_bytes:,}-byte cap (it grew while read)")
+    return data
+
+
 #: directory names whose files are tests, examples or vendored copies, not library code
 TEST_DIR_NAMES = frozenset({"test", "tests", "testing", "idle_test", "__tests__", "__mocks__", "spec"})
 SKIP_DIR_NAMES = frozenset(
@@ -247,12 +304,32 @@ class _Walker:
     folder or file reached again through a symlink (a loop, or a DAG of links) is walked once.
     """
 
-    def __init__(self, log: SkipLog, max_file_bytes: int, skip_tests: bool, skip_dirs=frozenset(), seen=None):
+    def __init__(self, log: SkipLog, max_file_bytes: int, skip_tests: bool, skip_dirs=frozenset(), seen=None,
+                 confine: bool = False, follow: bool = False):
         self.log = log
         self.max_file_bytes = max_file_bytes
         self.skip_tests = skip_tests
         self.skip_dirs = SKIP_DIR_NAMES | set(skip_dirs)
         self.seen = seen if seen is not None else _Seen()
+        self.confine = confine  # symlinks leaving the walked root are skipped (``symlink_outside_root``) ...
+        self.follow = follow  # ... unless asked to follow them (never to the root's own ancestors, e.g. ``/``)
+
+    def _link_ok(self, entry, root_real: str, where: str) -> bool:
+        """False (skipped and logged) for a symlink the walk must not take: one leaving ``root_real`` unless
+        ``follow``, and, even then, one to a folder holding the link itself (``/``, the tree's parents)."""
+        if not self.confine or not entry.is_symlink():
+            return True
+        target = os.path.realpath(entry.path)
+        if _inside(target, root_real):
+            return True
+        if not self.follow:
+            self.log.add("symlink_outside_root", where)
+            return False
+        here = os.path.realpath(os.path.dirname(entry.path))
+        if _inside(root_real, target) or _inside(here, target):
+            self.log.add("symlink_to_ancestor", where)
+            return False
+        return True
 
     def _open(self, path: str, rel: str, ancestors: tuple, label: str):
         """``(entries, rel, ancestors)`` of a folder to descend into, or None (skipped and logged)."""
@@ -286,6 +363,7 @@ class _Walker:
 
         ``label`` names the source in skip records (``label/relpath``).
         """
+        root_real = os.path.realpath(root)
         first = self._open(root, "", (), label)
         stack = [first] if first is not None else []
         while stack:
@@ -295,6 +373,8 @@ class _Walker:
                 stack.pop()
                 continue
             relpath = f"{rel}/{entry.name}" if rel else entry.name
+            if not self._link_ok(entry, root_real, f"{label}/{relpath}"):
+                continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
                 is_file = entry.is_file(follow_symlinks=True)
@@ -312,10 +392,18 @@ class _Walker:
                     stack.append(frame)
             elif is_file:
                 yield entry.path, relpath
-            elif entry.is_symlink():
+            elif entry.is_symlink() and not os.path.exists(entry.path):
                 self.log.add("broken_symlink", f"{label}/{relpath}")
             else:
                 self.log.add("not_regular_file", f"{label}/{relpath}")
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or lies below it (both absolute, symlinks resolved)."""
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
 
 
 def _source_files(path: str) -> list[str]:
@@ -371,6 +459,24 @@ def _file_task(walker: _Walker, abspath: str, relpath: str, languages, source: s
 
 
 # ----------------------------------------------------------------------------------------------- sources
+def source_roots(languages: Iterable[str] = ("python",), include_stdlib: bool = True,
+                 packages: Iterable[str] | None = CORPUS_PACKAGES,
+                 source_dirs: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """``(what, real path)`` of every folder or file a build would read: each ``source_dirs`` entry, the
+    standard library, and the install folder of each installed package. (A build's output must lie apart
+    from all of them: it replaces its whole folder.)"""
+    roots = [(f"--source_dir {printable(d)}", os.path.realpath(d)) for d in source_dirs or ()]
+    if include_stdlib and "python" in tuple(languages):
+        roots.append(("the Python standard library", os.path.realpath(stdlib_source()[1])))
+    for name in sorted(set(packages or ()), key=str.lower):
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        roots.append((f"package {name}", os.path.realpath(str(dist.locate_file("")))))
+    return roots
+
+
 def stdlib_source() -> tuple[Source, str]:
     path = sysconfig.get_paths()["stdlib"]
     version = ".".join(map(str, sys.version_info[:3]))
@@ -382,14 +488,18 @@ def collect_tasks(
     include_stdlib: bool = True,
     packages: Iterable[str] | None = CORPUS_PACKAGES,
     source_dirs: Iterable[str] | None = None,
-    max_file_bytes: int = 1_000_000,
+    max_file_bytes: int = MAX_FILE_BYTES,
     skip_tests: bool = True,
+    follow_symlinks: bool = False,
 ) -> tuple[list[Source], list[FileTask], SkipLog, list[str]]:
     """List every file to parse, in a fixed order, each real file once.
 
     Returns ``(sources, tasks, skips, missing_packages)``; ``skips`` names every file left out and why.
     A ``source_dirs`` entry that does not exist raises ``FileNotFoundError`` naming it; packages that
-    are not installed are returned, not fatal.
+    are not installed are returned, not fatal. The walk of a ``source_dirs`` folder stays inside it: a
+    symlink whose target lies outside is skipped as ``symlink_outside_root`` unless ``follow_symlinks``, and
+    one to a folder that holds the link (``/``, a parent of the tree) is skipped as ``symlink_to_ancestor``
+    even then. (The standard library and installed packages are read as Python installed them.)
     """
     languages = tuple(languages)
     log = SkipLog()
@@ -446,6 +556,7 @@ def collect_tasks(
         src.num_files = len(tasks) - start
         sources.append(src)
 
+    dir_walker = _Walker(log, max_file_bytes, skip_tests, seen=seen, confine=True, follow=follow_symlinks)
     for d in source_dirs or ():
         if os.path.isfile(d):
             src, new = _tarball_tasks(d, languages, walker)
@@ -454,19 +565,19 @@ def collect_tasks(
             sources.append(src)
             continue
         base = printable(os.path.basename(os.path.normpath(d)) or d)
-        root_meta = _dir_meta(d, log, base)
+        root_meta = _dir_meta(d, log, base, follow_symlinks)
         src = Source(root_meta["name"] or base, root_meta["version"], root_meta["license"], "directory", os.path.abspath(d))
         start = len(tasks)
         pkg_meta: dict[str, dict] = {}
-        for abspath, rel in walker.walk(d, src.name):
+        for abspath, rel in dir_walker.walk(d, src.name):
             if rel.endswith((".tgz", ".tar.gz")):
                 tsrc, new = _tarball_tasks(abspath, languages, walker)
                 for t in new:
                     add(t)
                 sources.append(tsrc)
                 continue
-            package = _package_for(d, rel, root_meta, pkg_meta, base)
-            add(_file_task(walker, abspath, rel, languages, src.name, package, 0))
+            package = _package_for(d, rel, root_meta, pkg_meta, base, follow_symlinks)
+            add(_file_task(dir_walker, abspath, rel, languages, src.name, package, 0))
         src.num_files = len(tasks) - start
         if src.num_files == 0:
             log.add("empty_source", src.name)
@@ -474,9 +585,19 @@ def collect_tasks(
     return sources, tasks, log, missing
 
 
-def _dir_meta(d: str, log: SkipLog, label: str) -> dict:
-    pj = os.path.join(d, "package.json")
-    if os.path.isfile(pj):
+def _meta_file(folder: str, follow: bool) -> str | None:
+    """``folder/package.json`` if it is a file the walk may read (not a link out of ``folder`` unless ``follow``)."""
+    pj = os.path.join(folder, "package.json")
+    if not os.path.isfile(pj):
+        return None
+    if not follow and not _inside(os.path.realpath(pj), os.path.realpath(folder)):
+        return None  # the walk names it as symlink_outside_root
+    return pj
+
+
+def _dir_meta(d: str, log: SkipLog, label: str, follow: bool = False) -> dict:
+    pj = _meta_file(d, follow)
+    if pj is not None:
         try:
             with open(pj, "rb") as fh:
                 return _package_json(fh.read(), pj)
@@ -485,7 +606,7 @@ def _dir_meta(d: str, log: SkipLog, label: str) -> dict:
     return {"name": "", "version": "unknown", "license": "unknown"}
 
 
-def _package_for(root: str, rel: str, root_meta: dict, cache: dict, base: str) -> str:
+def _package_for(root: str, rel: str, root_meta: dict, cache: dict, base: str, follow: bool = False) -> str:
     """Package of a file in a user directory.
 
     The nearest folder with a ``package.json`` names it (so ``node_modules`` trees split per package);
@@ -496,9 +617,9 @@ def _package_for(root: str, rel: str, root_meta: dict, cache: dict, base: str) -
     for i in range(len(parts) - 1, 0, -1):
         sub = "/".join(parts[:i])
         if sub not in cache:
-            pj = os.path.join(root, sub, "package.json")
+            pj = _meta_file(os.path.join(root, sub), follow)
             try:
-                cache[sub] = _package_json(open(pj, "rb").read(), pj) if os.path.isfile(pj) else None
+                cache[sub] = _package_json(open(pj, "rb").read(), pj) if pj is not None else None
             except (OSError, ValueError):
                 cache[sub] = {"name": sub, "version": "unknown", "license": "unknown"}
         if cache[sub] is not None:
@@ -562,7 +683,8 @@ def read_task(task: FileTask) -> bytes:
 
 
 __all__ = [
-    "CORPUS_PACKAGES", "CORPUS_PINS", "FileTask", "SkipLog", "Source", "collect_tasks", "corpus_package_versions",
-    "is_test_path", "is_utf8_text", "missing_corpus_packages", "pin_problems", "printable", "read_task",
+    "CORPUS_PACKAGES", "CORPUS_PINS", "FileSkipped", "FileTask", "MAX_FILE_BYTES", "MAX_LINE_CHARS", "SkipLog",
+    "Source", "collect_tasks", "corpus_package_versions", "is_test_path", "is_utf8_text", "looks_minified",
+    "missing_corpus_packages", "pin_problems", "printable", "read_regular_file", "read_task", "source_roots",
     "stdlib_source",
 ]

@@ -304,8 +304,34 @@ def get_parser(grammar: str) -> tree_sitter.Parser:
     return _parser(_grammar(grammar))
 
 
-def parse_within(grammar: str, src: bytes, seconds: float) -> tree_sitter.Tree:
-    """tree-sitter's parse of `src`, halted after `seconds` with a `TimeoutError`.
+class TimeBudget:
+    """An allowance of this thread's CPU time, with a wall-clock backstop.
+
+    Limits on parsing are CPU time (`time.thread_time`), what the work itself costs: on a loaded machine an
+    input that needs 0.3 s of CPU may take seconds of wall time, and a wall-clock limit would skip it there
+    and keep it elsewhere. The backstop (`wall_seconds`, default max(30 s, 10 x the CPU allowance)) only
+    stops a thread that gets no CPU at all. `expired()` is cheap enough for progress callbacks.
+    """
+
+    def __init__(self, cpu_seconds: float, wall_seconds: float | None = None):
+        self.cpu_seconds = cpu_seconds
+        self.wall_seconds = wall_seconds if wall_seconds is not None else max(30.0, 10.0 * cpu_seconds)
+        self._cpu_end = time.thread_time() + cpu_seconds
+        self._wall_end = time.perf_counter() + self.wall_seconds
+
+    def expired(self) -> bool:
+        return time.thread_time() > self._cpu_end or time.perf_counter() > self._wall_end
+
+    def describe(self) -> str:
+        """Which allowance ran out, e.g. 'over 1.5 s of CPU time'."""
+        if time.thread_time() > self._cpu_end:
+            return f"over {self.cpu_seconds:g} s of CPU time"
+        return f"over {self.wall_seconds:g} s of wall-clock time"
+
+
+def parse_within(grammar: str, src: bytes, seconds: float | TimeBudget) -> tree_sitter.Tree:
+    """tree-sitter's parse of `src`, halted with a `TimeoutError` once `seconds` of this thread's CPU time (or
+    a `TimeBudget` shared with later steps) are spent.
 
     Some grammars take exponential time on some broken inputs (a mutated 3 KB TypeScript function parsed
     for minutes), and only tree-sitter's progress callback can stop the C parser. The source is handed over
@@ -313,13 +339,13 @@ def parse_within(grammar: str, src: bytes, seconds: float) -> tree_sitter.Tree:
     or its next parse would resume this one.
     """
     parser = get_parser(grammar)
-    deadline = time.perf_counter() + seconds
+    budget = seconds if isinstance(seconds, TimeBudget) else TimeBudget(seconds)
     try:
         return parser.parse(lambda offset, _point: src[offset:offset + 65536],
-                            progress_callback=lambda _offset, _has_error: time.perf_counter() > deadline)
+                            progress_callback=lambda _offset, _has_error: budget.expired())
     except ValueError:  # "Parsing failed": halted by the callback
         parser.reset()
-        raise TimeoutError(f"tree-sitter ({grammar}) gave up on {len(src):,} bytes after {seconds} s") from None
+        raise TimeoutError(f"tree-sitter ({grammar}) gave up on {len(src):,} bytes: {budget.describe()}") from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -332,5 +358,5 @@ def _parser(key: str) -> tree_sitter.Parser:
     return tree_sitter.Parser(_language(key))
 
 
-__all__ = ["LANGUAGES", "LanguageSpec", "SUPPORTED_LANGUAGES", "get_language", "get_parser", "get_spec", "parse_within",
-           "grammar_key", "language_of"]
+__all__ = ["LANGUAGES", "LanguageSpec", "SUPPORTED_LANGUAGES", "TimeBudget", "get_language", "get_parser", "get_spec",
+           "parse_within", "grammar_key", "language_of"]

@@ -12,7 +12,8 @@ Hostile input: nothing here recurses on the input's nesting (walks keep explicit
 linear in the input except the data-flow pass, whose loops are memoised (see `dataflow`). `ParseLimits`
 bounds what is parsed at all; an input beyond a limit raises `ParseLimitError` with `reason`
 `too_large` (bytes or code tokens), `too_deep` (AST nesting), `too_complex` (data-flow work) or
-`too_slow` (wall clock, a safety net the other limits keep real inputs far from); `build_probe_set`
+`too_slow` (CPU time, a safety net the other limits keep real inputs far from; CPU rather than wall time
+so that a loaded machine skips the same inputs as an idle one, with a wall-clock backstop); `build_probe_set`
 skips and counts these. Lone surrogates (U+D800-U+DFFF, which no UTF-8 text holds) are replaced by U+FFFD
 before parsing: same length, same character offsets; `CodeGraph.code` is the replaced text.
 """
@@ -20,12 +21,11 @@ before parsing: same length, same character offsets; `CodeGraph.code` is the rep
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..languages import get_spec, parse_within
+from ..languages import TimeBudget, get_spec, parse_within
 
 COMES_FROM = "comesFrom"
 COMPUTED_FROM = "computedFrom"
@@ -46,7 +46,8 @@ class ParseLimits:
     # 100 nodes), at most `max_work`; real code needs under 7 per node (5,590 functions of five languages)
     work_per_node: int = 64
     max_work: int = 400_000
-    time_limit: float = 1.5  # seconds per snippet: a safety net only, the bounds above come first
+    time_limit: float = 1.5  # CPU seconds per snippet: a safety net only, the bounds above come first
+    wall_limit: float = 30.0  # wall-clock seconds per snippet: the backstop for a thread that gets no CPU
 
 
 DEFAULT_LIMITS = ParseLimits()
@@ -195,7 +196,7 @@ class _Leaf:
         self.depth, self.field, self.in_error = depth, field_name, in_error
 
 
-def _walk(root, spec, limits: ParseLimits, deadline: float):
+def _walk(root, spec, limits: ParseLimits, deadline: TimeBudget):
     """Preorder walk with a tree cursor (no recursion): the leaves (code-token candidates, comments left
     out, atomic literals as one leaf) and the parent/depth arrays of every walked node."""
     cursor = root.walk()
@@ -212,8 +213,8 @@ def _walk(root, spec, limits: ParseLimits, deadline: float):
         depths.append(len(stack))
         if len(stack) > limits.max_depth:
             raise ParseLimitError("too_deep", f"AST nesting over {limits.max_depth}")
-        if not nid & 0xFFFF and time.perf_counter() > deadline:
-            raise ParseLimitError("too_slow", f"over {limits.time_limit} s")
+        if not nid & 0xFFFF and deadline.expired():
+            raise ParseLimitError("too_slow", f"AST walk {deadline.describe()}")
         t = node.type
         in_err = up[2] or t == "ERROR" or node.is_error
         if t not in comments:
@@ -232,11 +233,11 @@ def _walk(root, spec, limits: ParseLimits, deadline: float):
             stack.pop()
 
 
-def _parse(grammar: str, src: bytes, deadline: float, limits: ParseLimits):
+def _parse(grammar: str, src: bytes, deadline: TimeBudget, limits: ParseLimits):
     try:
-        return parse_within(grammar, src, deadline - time.perf_counter())
+        return parse_within(grammar, src, deadline)
     except TimeoutError:
-        raise ParseLimitError("too_slow", f"tree-sitter parse over {limits.time_limit} s") from None
+        raise ParseLimitError("too_slow", f"tree-sitter parse {deadline.describe()}") from None
 
 
 def code_graph(code: str, language: str, with_dataflow: bool = True, limits: ParseLimits | None = None) -> CodeGraph:
@@ -245,7 +246,7 @@ def code_graph(code: str, language: str, with_dataflow: bool = True, limits: Par
     if not isinstance(code, str):
         raise TypeError(f"code must be str, got {type(code).__name__}")
     limits = limits or DEFAULT_LIMITS
-    deadline = time.perf_counter() + limits.time_limit
+    deadline = TimeBudget(limits.time_limit, limits.wall_limit)
     if len(code) > limits.max_bytes:  # a str has at most as many characters as UTF-8 bytes
         raise ParseLimitError("too_large", f"{len(code)} characters, over {limits.max_bytes} bytes")
     code, _ = replace_surrogates(code)

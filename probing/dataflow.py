@@ -60,7 +60,7 @@ def _children_with_fields(node) -> list:
 
 
 class _DataFlow:
-    def __init__(self, leaves, spec, budget: int, deadline: float):
+    def __init__(self, leaves, spec, budget: int, deadline):
         self.spec = spec
         self.leaf_index = {leaf.node.id: i for i, leaf in enumerate(leaves)}
         self.leaf_names = [leaf.node.text.decode("utf-8", errors="replace") for leaf in leaves]
@@ -153,8 +153,8 @@ class _DataFlow:
             raise ParseLimitError("too_complex", f"data flow needs over {self.budget} steps")
         if self.steps - self.checked > 4096:
             self.checked = self.steps
-            if time.perf_counter() > self.deadline:
-                raise ParseLimitError("too_slow", "data flow over the time limit")
+            if _expired(self.deadline):
+                raise ParseLimitError("too_slow", f"data flow {_describe(self.deadline)}")
 
     def run(self, root) -> None:
         """Run `walk(root, {})` with an explicit stack of generators: each yields (node, state) to ask
@@ -356,12 +356,22 @@ class _DataFlow:
         return st
 
 
+def _expired(deadline) -> bool:
+    """A `TimeBudget` (CPU time, `code_graph`'s) or a `time.perf_counter()` deadline, spent?"""
+    return deadline.expired() if hasattr(deadline, "expired") else time.perf_counter() > deadline
+
+
+def _describe(deadline) -> str:
+    return deadline.describe() if hasattr(deadline, "describe") else "over the time limit"
+
+
 def build_dataflow(root, leaves, spec, budget: int = 10**9,
-                   deadline: float = float("inf")) -> tuple[list[tuple[int, int, str]], list[int]]:
+                   deadline=float("inf")) -> tuple[list[tuple[int, int, str]], list[int]]:
     """Edges (u, v, kind) sorted, and the sorted leaf indices that are variable occurrences.
 
     `leaves` are the code-token leaves of `code_graph` (node, parent type, field); `budget` bounds the
-    sub-walks and `deadline` the wall clock (`ParseLimitError` beyond either).
+    sub-walks and `deadline` the time: a `mambacode.languages.TimeBudget` (CPU time, as `code_graph` passes)
+    or a `time.perf_counter()` value (`ParseLimitError` beyond either).
     """
     flow = _DataFlow(leaves, spec, budget, deadline)
     flow.run(root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from .directprobe import DirectProbe
@@ -55,9 +56,35 @@ def probe_layers(token_feats: dict[int, np.ndarray], probe_set: ProbeSet, tasks:
     return out
 
 
+class EmbeddingsFirst(torch.nn.Module):
+    """transformers' `MambaModel` returns hidden_states = (block 1, ..., block N, final norm), unlike BERT,
+    Mamba2Model or MambaCode (embeddings, block 1, ..., block N). Probing reads index 0 as the embedding
+    output and index i as block i's output, so this wrapper puts the embedding output first and leaves the
+    final norm out (`last_hidden_state` is unchanged)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    def forward(self, input_ids=None, attention_mask=None, output_hidden_states=True, return_dict=True):
+        from transformers.modeling_outputs import BaseModelOutput
+
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                         use_cache=False, return_dict=True)
+        embeddings = self.model.get_input_embeddings()(input_ids)
+        return BaseModelOutput(last_hidden_state=out.last_hidden_state,
+                               hidden_states=(embeddings, *out.hidden_states[:-1]))
+
+
 def load_model(name_or_path: str, device: str = "cpu"):
-    """AutoTokenizer (fast) + AutoModel, offline-friendly; importing mambacode registers its classes."""
-    import mambacode  # noqa: F401  (registers MambaCode with Auto*)
+    """AutoTokenizer (fast) + AutoModel, offline-friendly; importing mambacode registers its classes.
+
+    Any encoder whose forward returns `hidden_states` works (BERT, RoFormer, MambaCode, transformers'
+    Mamba / Mamba-2, ...); a transformers `MambaModel` is wrapped in `EmbeddingsFirst` so that its layer
+    indices mean what they mean for the others.
+    """
+    import mambacode.modeling  # noqa: F401  (registers MambaCode with Auto*, also inside the `mambacode` command)
     from transformers import AutoModel, AutoTokenizer
 
     try:
@@ -65,6 +92,8 @@ def load_model(name_or_path: str, device: str = "cpu"):
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"--model_name_or_path {name_or_path}: could not load a tokenizer ({e})") from e
     model = AutoModel.from_pretrained(name_or_path)
+    if type(model).__name__ == "MambaModel":
+        model = EmbeddingsFirst(model)
     return model.to(device), tok
 
 
@@ -72,7 +101,10 @@ def probe_models(models: Sequence[str], probe_set: ProbeSet, tasks: Sequence[str
                  probes: Sequence[str] = PROBES, cache_dir: str | None = None, batch_size: int = 8,
                  max_length: int = 512, device: str = "cpu", seed: int = 0, progress: bool = True,
                  directprobe_kwargs: dict | None = None) -> dict:
-    """Probe every model on the same pairs (pairs truncated by any model are dropped for all of them)."""
+    """Probe every model on the same pairs: a pair truncated by any model (one of its tokens beyond that
+    model's `max_length`) is dropped for all of them, so the models are compared on equal pairs; a model's
+    accuracy therefore depends on the company it is probed in. `probe_set.pairs[task]` records `n_used` and
+    `dropped_by` (model -> pairs that model truncated), which every report table prints."""
     feats, extraction = {}, {}
     for name in models:
         model, tok = load_model(name, device)
@@ -80,10 +112,12 @@ def probe_models(models: Sequence[str], probe_set: ProbeSet, tasks: Sequence[str
             model, tok, probe_set, cache_dir, model_key(name, model), layers=layers, batch_size=batch_size,
             max_length=max_length, progress=progress)
         del model
-    mask = {t: np.logical_and.reduce([valid_pairs(feats[m], probe_set, t) for m in models]) for t in tasks}
+    valid = {t: {m: valid_pairs(feats[m], probe_set, t) for m in models} for t in tasks}
+    mask = {t: np.logical_and.reduce(list(valid[t].values())) for t in tasks}
     results = {"language": probe_set.language, "models": list(models), "tasks": list(tasks),
                "probe_set": {"meta": probe_set.meta, "fingerprint": probe_set.fingerprint(),
                              "pairs": {t: {"n": int(len(probe_set.tasks[t])), "n_used": int(mask[t].sum()),
+                                           "dropped_by": {m: int((~valid[t][m]).sum()) for m in models},
                                            "classes": probe_set.tasks[t].classes,
                                            "available": probe_set.tasks[t].available} for t in tasks}},
                "extraction": extraction, "results": {}}

@@ -7,8 +7,10 @@
 Writes DIR/retrieval, DIR/retrieval_adv, DIR/long_context and DIR/type_inference (each a DatasetDict
 for `datasets.load_from_disk`, with a README.md dataset card), DIR/corpus_stats.json (sizes, skips with
 every skipped file named) and, last, DIR/corpus_manifest.json (every file's size and hash, rows per split,
-the exact sources). DIR is checked before parsing and replaced in one step; a folder the builder did not
-write is refused unless --overwrite.
+the exact sources). DIR is checked before parsing and replaced in one step: it must lie apart from every
+source (not a source, not inside one, not holding one), and a folder the builder did not write is refused
+(--overwrite replaces only an earlier build, one with corpus_manifest.json). Symlinks that leave a
+--source_dir are skipped and named unless --follow.
 """
 
 import sys
@@ -48,7 +50,12 @@ class CorpusArguments:
     type_max_words: int = field(default=512, metadata={"help": "Words per type-inference example."})
     quiet: bool = field(default=False, metadata={"help": "No progress bar."})
     overwrite: bool = field(
-        default=False, metadata={"help": "Replace output_dir even if it holds files this builder did not write."}
+        default=False, metadata={"help": "Replace an earlier build (a folder with corpus_manifest.json) even if files "
+                                         "were added to it. Never replaces any other folder, nor a source."}
+    )
+    follow: bool = field(
+        default=False, metadata={"help": "Follow symlinks that leave a --source_dir (default: skip and name them); "
+                                         "links to a folder holding the link (e.g. /) are skipped even so."}
     )
     max_named: int = field(default=10, metadata={"help": "Skipped files named per reason here (all in corpus_stats.json)."})
 
@@ -88,6 +95,7 @@ def main(argv=None):
             type_top_k=args.type_top_k,
             type_max_words=args.type_max_words,
             overwrite=args.overwrite,
+            follow_symlinks=args.follow,
         )
     except (OSError, ValueError) as exc:  # bad settings, missing sources, an output it must not or cannot write
         print(f"error: {exc}", file=sys.stderr)
@@ -119,6 +127,8 @@ def print_summary(build, max_named: int = 10) -> None:
             print(f"    {path}")
         if len(files) > max_named:
             print(f"    ... and {len(files) - max_named} more (corpus_stats.json: skipped_files)")
+        if reason == "file_symlink_outside_root":
+            print("    (links out of a --source_dir are not followed; pass --follow to read them)")
     print(f"written to {build.output_dir}")
 
 

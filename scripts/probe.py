@@ -5,6 +5,8 @@ Example (two models on the same sampled pairs):
     python scripts/probe.py --model_name_or_path runs/ssm --model_name_or_path runs/rocoder \
         --language python --source_dir /path/to/src --output_dir probe_out
 Writes <output_dir>/probe_set.json (the pairs; reused if present), probe_report.json, probe_report.png.
+An output_dir that already holds a report is refused before any work unless --overwrite. Every table says
+on how many pairs each task was probed and which model's truncation dropped the others.
 """
 
 import os
@@ -17,6 +19,7 @@ from mambacode.corpus import read_snippets
 from mambacode.devices import default_device
 from mambacode.languages import SUPPORTED_LANGUAGES
 from mambacode.probing import TASKS, ProbeSet, build_probe_set, probe_models, save_report, summary_table
+from mambacode.probing.report import existing_report
 
 PROBES = ["directprobe", "linear"]
 
@@ -46,6 +49,9 @@ class ProbeArguments:
     use_cpu: bool = field(default=False, metadata={"help": "Run the models on the CPU even if CUDA is available."})
     merge_candidates: int | None = field(default=None, metadata={
         "help": "DirectProbe: nearest same-label clusters tried per merge pass (default: all)."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Replace the report of an earlier run in output_dir (default: refuse; the probe set and the "
+                "feature cache there are reused either way)."})
 
 
 def parse_args(argv=None) -> ProbeArguments:
@@ -60,6 +66,10 @@ def parse_args(argv=None) -> ProbeArguments:
 
 def main(argv=None):
     args = parse_args(argv)
+    earlier = existing_report(args.output_dir)
+    if earlier and not args.overwrite:
+        sys.exit(f"error: {earlier[0]} exists (an earlier probe run); pass --overwrite to replace it, or choose "
+                 "another --output_dir")
     os.makedirs(args.output_dir, exist_ok=True)
     set_path = args.probe_set or os.path.join(args.output_dir, "probe_set.json")
     if os.path.exists(set_path) and (args.probe_set or not (args.corpus_dir or args.source_dir)):
@@ -84,7 +94,7 @@ def main(argv=None):
                            cache_dir=args.cache_dir or os.path.join(args.output_dir, "feature_cache"),
                            batch_size=args.batch_size, max_length=args.max_length, device=default_device(args.use_cpu),
                            seed=args.seed, directprobe_kwargs={"merge_candidates": args.merge_candidates})
-    paths = save_report(results, args.output_dir)
+    paths = save_report(results, args.output_dir, overwrite=args.overwrite)
     for probe in args.probes:
         print(f"\n{probe}:\n" + summary_table(results, probe))
     print(f"\nwrote {paths['json']} and {paths['png']}")

@@ -267,6 +267,17 @@ def test_foreign_output_is_refused_before_parsing_unless_overwrite(tmp_path, mon
     (other / "retrieval").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="retrieval"):
         build_corpus(str(other), source_dirs=[src], **OPTIONS)
+    # overwrite replaces only an earlier build (one with a manifest), never a folder of someone else's
+    with monkeypatch.context() as m:
+        m.setattr(build_mod, "collect_tasks", no_parsing)
+        with pytest.raises(FileExistsError, match="corpus_manifest.json"):
+            build_corpus(str(out), source_dirs=[src], overwrite=True, **OPTIONS)
+    assert os.listdir(out) == ["their_data.csv"]
+    os.remove(out / "their_data.csv")
+    build_corpus(str(out), source_dirs=[src], **OPTIONS)
+    (out / "their_data.csv").write_text("a,b\n1,2\n")  # added to a build: that build may be replaced
+    with pytest.raises(FileExistsError, match="their_data.csv"):
+        build_corpus(str(out), source_dirs=[src], **OPTIONS)
     build_corpus(str(out), source_dirs=[src], overwrite=True, **OPTIONS)
     assert "their_data.csv" not in os.listdir(out) and corpus_is_complete(str(out))
     # our own build is replaced without asking; so is a build from before the manifest existed
@@ -473,7 +484,10 @@ def test_cli_names_skipped_files_and_refuses_foreign_output(hostile, tmp_path, c
             "--quiet", "--long_context_min_tokens", "20"]
     assert cli.main(argv) == 2
     assert "keep.txt" in capsys.readouterr().err
-    assert cli.main(argv + ["--overwrite"]) == 0
+    assert cli.main(argv + ["--overwrite"]) == 2  # not an earlier build: never replaced
+    assert "corpus_manifest.json" in capsys.readouterr().err and os.listdir(out) == ["keep.txt"]
+    os.remove(out / "keep.txt")
+    assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "file_non_utf8_name: 2" in printed and "src/caf\\xe9.py" in printed and "src/d\\xfcr/mod.py" in printed
     assert "file_duplicate_real_dir: 6" in printed

@@ -83,9 +83,13 @@ def test_probe_script_compares_models(tmp_path, monkeypatch):
             # same pairs for both models
             assert report["results"][m][task]["0"]["n_test"] == report["results"][a][task]["0"]["n_test"]
     assert all(not st["cached"] for st in res["extraction"].values())
-    # second run: the saved probe set and the cached features are reused, results identical
-    res2 = _script().main(["--model_name_or_path", a, "--language", "python", "--output_dir", str(out),
-                           "--layers", "0", "2", "--probes", "linear"])
+    # second run: refused while the first report is there, unless --overwrite; the saved probe set and the
+    # cached features are reused, results identical
+    again = ["--model_name_or_path", a, "--language", "python", "--output_dir", str(out), "--layers", "0", "2",
+             "--probes", "linear"]
+    with pytest.raises(SystemExit, match="--overwrite"):
+        _script().main(again)
+    res2 = _script().main([*again, "--overwrite"])
     assert res2["extraction"][a]["cached"] is True
     assert res2["probe_set"]["fingerprint"] == res["probe_set"]["fingerprint"]
     assert res2["results"][a]["dfg"]["2"]["linear"] == res["results"][a]["dfg"]["2"]["linear"]

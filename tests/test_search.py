@@ -275,7 +275,7 @@ def test_cli_index_and_search_json(setup, tmp_path, capsys):
             assert result["hits"][0]["name"] == "greet" and result["hits"][0]["line"] == 1
     assert main(["search", "greet", "--index", index, "-k", "2"]) == 0
     text = capsys.readouterr().out
-    assert "greet.py:1  greet" in text
+    assert "greet.py:1:1: greet" in text  # path:line:col first (issue 24: quickfix-readable)
 
 
 @pytest.mark.parametrize("language, path, code, expected", [

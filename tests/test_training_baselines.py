@@ -156,8 +156,8 @@ def test_fusion_of_a_config():
     config.hybrid_fusion = {"weight": 0.3}
     with pytest.raises(ValueError, match="config.hybrid_fusion"):
         Fusion.of_config(config)
-    with pytest.raises(ValueError, match="dense_weight=0"):
-        Fusion(0.0, 60)
+    with pytest.raises(ValueError, match="dense_weight=-0.1"):
+        Fusion(-0.1, 60)  # w = 0 is a fusion now (BM25 first, issue 24): only a negative weight is refused
 
 
 def test_hybrid_metrics_by_hand():

@@ -9,7 +9,10 @@ stops a run whose *logged* loss or gradient norm is non-finite (e.g. an overflow
 cancels the save of that step.
 
 `GuardedTrainer` also reports a `train_loss` over every step of a resumed run, not only the resumed ones:
-each checkpoint records the loss sum so far (`train_loss_sum.json`). A run killed after its final checkpoint
+each checkpoint records the loss sum so far (`train_loss_sum.json`). That record is written last, after every
+process has written its files, and it marks the checkpoint complete: a save interrupted by a kill or a full
+disk leaves a folder without it, which resume skips (`last_complete_checkpoint`) and the next save of that
+step replaces. Old checkpoints are rotated out (`save_total_limit`) only once the new one is complete. A run killed after its final checkpoint
 (while it evaluated) resumes without training at all: transformers would run one step past `max_steps`. (Exact resume of the weights needs
 collators that do not draw from the global generator: see `collators.DataCollatorForMaskedLM`.)
 
@@ -22,11 +25,13 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, rotate_checkpoints
 
 from mambacode.atomic import atomic_write_text
 
@@ -51,7 +56,43 @@ def _describe_batch(inputs: dict) -> str:
     return ", ".join(parts)
 
 
-LOSS_RECORD = "train_loss_sum.json"
+LOSS_RECORD = "train_loss_sum.json"  # written last into a checkpoint: its presence marks the checkpoint complete
+_CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+def checkpoint_is_complete(folder: str) -> bool:
+    """Whether `folder` is a checkpoint whose save finished (its `train_loss_sum.json`, written last, is there)."""
+    return os.path.isfile(os.path.join(folder, LOSS_RECORD))
+
+
+def checkpoints(output_dir: str) -> tuple[list[str], list[str]]:
+    """(complete, incomplete) `checkpoint-<step>` folders of `output_dir`, each list by step, oldest first."""
+    try:
+        names = os.listdir(output_dir)
+    except OSError:
+        return [], []
+    found = sorted((int(m.group(1)), n) for n in names if (m := _CHECKPOINT.match(n))
+                   and os.path.isdir(os.path.join(output_dir, n)))
+    paths = [os.path.join(output_dir, n) for _, n in found]
+    return [p for p in paths if checkpoint_is_complete(p)], [p for p in paths if not checkpoint_is_complete(p)]
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The complete checkpoint with the highest step in `output_dir`, or None; interrupted saves are passed
+    over with a warning naming them."""
+    complete, incomplete = checkpoints(output_dir)
+    last = complete[-1] if complete else None
+    skipped = [os.path.basename(p) for p in incomplete if last is None or _step(p) > _step(last)]
+    if skipped:
+        logging.getLogger(__name__).warning(
+            "%s: %s %s no %s (a save that was interrupted) and %s skipped; resuming from %s", output_dir,
+            ", ".join(skipped), "has" if len(skipped) == 1 else "have", LOSS_RECORD,
+            "is" if len(skipped) == 1 else "are", os.path.basename(last) if last else "the start")
+    return last
+
+
+def _step(path: str) -> int:
+    return int(_CHECKPOINT.match(os.path.basename(path)).group(1))
 
 
 class GuardedTrainer(Trainer):
@@ -63,7 +104,15 @@ class GuardedTrainer(Trainer):
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         if resume_from_checkpoint is True:
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"resume_from_checkpoint=True but {self.args.output_dir} holds no complete "
+                                 f"checkpoint (a {PREFIX_CHECKPOINT_DIR}-<step> folder with {LOSS_RECORD})")
+        elif resume_from_checkpoint and not checkpoint_is_complete(resume_from_checkpoint):
+            raise ValueError(f"{resume_from_checkpoint} is not a complete checkpoint (no {LOSS_RECORD}, which a "
+                             "finished save writes last: the save was interrupted, or another tool wrote it); "
+                             f"resume from {last_complete_checkpoint(os.path.dirname(os.path.normpath(resume_from_checkpoint))) or 'the start'} "
+                             "instead")
         self._loss_before = (0, 0.0)
         record = os.path.join(resume_from_checkpoint, LOSS_RECORD) if resume_from_checkpoint else None
         if record and os.path.exists(record):
@@ -105,13 +154,29 @@ class GuardedTrainer(Trainer):
         return TrainOutput(state.global_step, train_loss, metrics)
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        """transformers' save, made all-or-nothing: what an interrupted save of this step left is removed
+        first, the loss record (the completion mark) is written once every process is done, and older
+        checkpoints are rotated out only after that."""
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.is_world_process_zero() and os.path.isdir(folder) and not checkpoint_is_complete(folder):
+            shutil.rmtree(folder)
+        self.accelerator.wait_for_everyone()
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None  # transformers rotates right after its files: not before the mark
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()  # every process's files (RNG states, shards) are on disk
         if self.is_world_process_zero():
             steps_before, sum_before = self._loss_before
             loss_sum = sum_before + self._total_loss_scalar + float(self._tr_loss.item())
-            folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            atomic_write_text(os.path.join(self._get_output_dir(trial=trial), folder, LOSS_RECORD),
+            atomic_write_text(os.path.join(folder, LOSS_RECORD),
                               json.dumps({"global_step": self.state.global_step, "loss_sum": loss_sum}))
+        if self.args.should_save:
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs,
@@ -126,7 +191,7 @@ class GuardedTrainer(Trainer):
             bad = self.accelerator.reduce(bad, reduction="sum")
         if bad.item() > 0:
             step = self.state.global_step + 1
-            last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
             where = "this process" if local_bad else "another process"
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.detach().float().item()!r} on this process; first seen on "
@@ -159,4 +224,5 @@ class NaNGuardCallback(TrainerCallback):
         return control
 
 
-__all__ = ["NonFiniteLossError", "GuardedTrainer", "NaNGuardCallback"]
+__all__ = ["NonFiniteLossError", "GuardedTrainer", "NaNGuardCallback", "checkpoint_is_complete", "checkpoints",
+           "last_complete_checkpoint", "LOSS_RECORD"]

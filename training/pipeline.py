@@ -395,7 +395,7 @@ def probe(preset: Preset, models: list[str], output_dir: str, corpus: str, probe
                            probes=preset.probe_kinds.split(","), cache_dir=os.path.join(output_dir, "feature_cache"),
                            batch_size=8, max_length=preset.max_positions, device="cpu", seed=0,
                            directprobe_kwargs={"merge_candidates": None})
-    paths = save_report(results, output_dir)
+    paths = save_report(results, output_dir, overwrite=True)  # the stage owns its folder; a rerun replaces it
     accuracy = {model: {task: {str(layer): {p: res[p]["accuracy"] for p in ("directprobe", "linear") if p in res}
                                for layer, res in per_layer.items()} for task, per_layer in per_task.items()}
                 for model, per_task in results["results"].items()}

@@ -1,17 +1,36 @@
 """mambacode.search: semantic + lexical code search over a source tree (the `mambacode index` / `search` verbs).
 
 Functions and methods are cut out of every supported-language file with tree-sitter (the corpus extractor),
-embedded with a MambaCode retrieval model into a FAISS inner-product index, indexed for BM25 with `bm25s`,
-and described in a metadata table. Queries rank by dense similarity, BM25, or their reciprocal-rank fusion.
+embedded with a MambaCode retrieval model (or any sentence-transformers model) into a FAISS inner-product
+index, indexed for BM25 with `bm25s`, and described in a metadata table. Queries rank by dense similarity,
+BM25, or their reciprocal-rank fusion. The names below load their module on first use (PEP 562), so that
+`mambacode search` imports only what its mode needs (no torch for an index with an exported query encoder).
 """
 
-from .fusion import RRF_K, Fusion, reciprocal_rank_fusion
-from .index import CodeIndex, IndexReport, SearchIndexError, build_index
-from .model import load_retrieval_model
-from .query import MODES, Hit, Searcher, search
-from .sources import SourceFunction, SourceScan, scan_sources
-from .tokenize import code_tokens
+from __future__ import annotations
 
-__all__ = ["CodeIndex", "Fusion", "Hit", "IndexReport", "MODES", "RRF_K", "SearchIndexError", "Searcher", "SourceFunction",
-           "SourceScan", "build_index", "code_tokens", "load_retrieval_model", "reciprocal_rank_fusion",
-           "scan_sources", "search"]
+import importlib
+
+_WHERE = {
+    "RRF_K": "fusion", "Fusion": "fusion", "reciprocal_rank_fusion": "fusion",
+    "CodeIndex": "index", "IndexReport": "index", "SearchIndexError": "index", "build_index": "index",
+    "load_retrieval_model": "model",
+    "MODES": "query", "Hit": "query", "Searcher": "query", "search": "query",
+    "SourceFunction": "sources", "SourceScan": "sources", "scan_sources": "sources",
+    "code_tokens": "tokenize",
+    "NumpyQueryEncoder": "encoder",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'mambacode.search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -4,17 +4,26 @@ It needs no score calibration between a cosine similarity and a BM25 score, whic
 The plain form weighs every list alike (w = 1, k = 60). A weak dense model pulls an equal-weight fusion below
 BM25 alone, so a fine-tuned retrieval model carries the fusion chosen on its validation split
 (`Fusion`, `config.hybrid_fusion`, written by `run_retrieval`), and `mambacode search` uses it.
+
+The candidates (`fusion_grid`) end with w = 0: BM25's ranking as it is, the dense ranking only ordering what
+BM25 does not retrieve at all (a fused score of 0; ties go to the better single rank). Its MRR is never below
+BM25's alone (the gold keeps its BM25 position, or gains one where BM25 misses it), so the fusion a
+validation split chooses, the best candidate, is never worse than BM25 alone on that split.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+#: the rankers a query can use, the fused one first (here so that the command's parser imports nothing heavy)
+MODES = ("hybrid", "dense", "bm25")
 RRF_K = 60  # the constant of the original paper; it damps the weight of the very first ranks
 
 #: the dense list's weights (BM25's is 1) and the k values a validation split chooses among
 FUSION_DENSE_WEIGHTS = (1.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.5, 2.0, 3.0)
 FUSION_KS = (RRF_K, 10)
+#: the last candidate: BM25 first (with w = 0 the value of k changes no order)
+BM25_FIRST = (0.0, RRF_K)
 
 
 @dataclass(frozen=True)
@@ -25,8 +34,9 @@ class Fusion:
     k: int = RRF_K
 
     def __post_init__(self):
-        if not self.dense_weight > 0:
-            raise ValueError(f"Fusion: dense_weight={self.dense_weight} must be > 0 (0 would be BM25 alone)")
+        if not self.dense_weight >= 0:  # also refuses NaN
+            raise ValueError(f"Fusion: dense_weight={self.dense_weight} must be >= 0 (0: BM25's ranking, the dense "
+                             "one ordering only what BM25 does not retrieve)")
         if self.k < 0:
             raise ValueError(f"Fusion: k={self.k} must be >= 0")
 
@@ -51,8 +61,9 @@ class Fusion:
 
 
 def fusion_grid() -> list[Fusion]:
-    """The candidates a validation split chooses among, the equal-weight default first (it wins ties)."""
-    return [Fusion(w, k) for k in FUSION_KS for w in FUSION_DENSE_WEIGHTS]
+    """The candidates a validation split chooses among, the equal-weight default first (it wins ties), BM25
+    first (w = 0) last: a split where every weighted fusion loses to BM25 alone chooses it."""
+    return [Fusion(w, k) for k in FUSION_KS for w in FUSION_DENSE_WEIGHTS] + [Fusion(*BM25_FIRST)]
 
 
 def reciprocal_rank_fusion(rankings: list[list[int]], k: int = RRF_K,
@@ -77,4 +88,5 @@ def reciprocal_rank_fusion(rankings: list[list[int]], k: int = RRF_K,
     return sorted(scores.items(), key=lambda item: (-item[1], best[item[0]], item[0]))
 
 
-__all__ = ["FUSION_DENSE_WEIGHTS", "FUSION_KS", "Fusion", "RRF_K", "fusion_grid", "reciprocal_rank_fusion"]
+__all__ = ["BM25_FIRST", "FUSION_DENSE_WEIGHTS", "FUSION_KS", "Fusion", "MODES", "RRF_K", "fusion_grid",
+           "reciprocal_rank_fusion"]
