@@ -23,14 +23,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import torch
 
 from mambacode.atomic import atomic_directory
+from mambacode.model_names import SHIPPED_FILE, available_pretrained, pretrained_path, pretrained_root  # noqa: F401
 from mambacode.modeling.checksums import write_checksums
+from mambacode.tokenizer_files import model_max_length_of, tidy_tokenizer_files
 
-SHIPPED_FILE = "shipped.json"
 SLICE_FILE = "eval_slice.jsonl"
 REPORTED_DECIMALS = 3  # the card's precision for slice metrics (0.1 point of a percentage, as the README tables)
 MASK_PROBABILITY = 0.15
@@ -50,30 +50,8 @@ def slice_tolerances(task: str, metrics: dict, rows: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ finding them
-def pretrained_root() -> Path:
-    """The folder holding the shipped checkpoints (the repository's `pretrained/`)."""
-    from importlib.resources import files
-
-    return Path(str(files("mambacode.shipped")))
-
-
-def available_pretrained() -> list[str]:
-    """Names of the shipped checkpoints (folders with a `shipped.json`), sorted."""
-    root = pretrained_root()
-    return sorted(p.name for p in root.iterdir() if (p / SHIPPED_FILE).is_file()) if root.is_dir() else []
-
-
-def pretrained_path(name: str) -> str:
-    """The folder of the shipped checkpoint `name`, for `AutoModel.from_pretrained(path, trust_remote_code=True)`.
-
-    Raises ValueError naming the shipped checkpoints when `name` is not one of them."""
-    names = available_pretrained()
-    if name not in names:
-        raise ValueError(f"pretrained_path: no shipped checkpoint {name!r}; shipped: {names or 'none'} "
-                         f"(in {pretrained_root()})")
-    return str(pretrained_root() / name)
-
-
+# `pretrained_root`, `available_pretrained` and `pretrained_path` live in the torch-free `mambacode.model_names`
+# (imported above): commands resolve `--model` before they know whether they need torch.
 def shipped_info(name_or_path: str) -> dict:
     """The `shipped.json` of a shipped checkpoint (by name or folder)."""
     folder = name_or_path if os.path.isdir(name_or_path) else pretrained_path(name_or_path)
@@ -170,12 +148,15 @@ def _within_reported_precision(a: dict, b: dict, keys) -> bool:
 def export_pretrained(source: str, target: str, *, task: str, slice_rows: list[dict], commands: list[str],
                       test_metrics: dict | None = None, test_metrics_caption: str = WHOLE_TEST_SPLIT,
                       description: str = "", max_query_length: int = 64,
-                      max_code_length: int = 256, max_length: int = 256, half: bool = True) -> dict:
+                      max_code_length: int = 256, max_length: int = 256, half: bool = True,
+                      base_model: str | None = None) -> dict:
     """Write the shipped folder `target` from the trained folder `source` (a `run_mlm` / `run_retrieval` output):
-    weights (float16 when that moves no slice metric by half a unit of the card's precision, else float32), tokenizer,
-    remote code, checksums, `eval_slice.jsonl` (`slice_rows`: dicts with `code`, and `query` for retrieval),
-    `shipped.json` and the card (the training card plus a 'Shipped checkpoint' section, where `test_metrics`, the
-    training run's own evaluation, appear under `test_metrics_caption`, which says on what). Returns shipped.json.
+    weights (float16 when that moves no slice metric by half a unit of the card's precision, else float32), tokenizer
+    (its `model_max_length` the model's limit), remote code, checksums, `eval_slice.jsonl` (`slice_rows`: dicts with
+    `code`, and `query` for retrieval), `shipped.json` and the card (the training card re-rendered under the shipped
+    name, plus a 'Shipped checkpoint' section, where `test_metrics`, the training run's own evaluation, appear under
+    `test_metrics_caption`, which says on what). `base_model`: the name of the shipped checkpoint `source` was
+    fine-tuned from (e.g. 's4d-hf-mlm'), for the card's metadata. Returns shipped.json.
     The folder is written beside `target` and takes its place at the end (`atomic_directory`)."""
     from transformers import AutoTokenizer
 
@@ -191,6 +172,8 @@ def export_pretrained(source: str, target: str, *, task: str, slice_rows: list[d
     info = {"task": task, "source": os.path.basename(os.path.normpath(source)), "slice_rows": len(slice_rows),
             "commands": list(commands), "test_metrics": test_metrics or {},
             "test_metrics_caption": test_metrics_caption, "description": description}
+    if base_model:
+        info["base_model"] = base_model
     info.update({"max_query_length": max_query_length, "max_code_length": max_code_length} if task == "retrieval"
                 else {"max_length": max_length})
     model, tokenizer = load_for_task(source, task)
@@ -213,15 +196,58 @@ def export_pretrained(source: str, target: str, *, task: str, slice_rows: list[d
         write_checksums(staging)  # MambaCode's save wrote them already; RoFormer's does not
         _set_config_dtype(staging, "float32")
         AutoTokenizer.from_pretrained(source).save_pretrained(staging)  # as trained, not as the slice last called it
+        tidy_tokenizer_files(staging, model_max_length_of(model.config))
         with open(os.path.join(staging, SLICE_FILE), "w") as fh:
             for row in slice_rows:
                 fh.write(json.dumps({k: row[k] for k in need}) + "\n")
         with open(os.path.join(staging, SHIPPED_FILE), "w") as fh:
             json.dump(info, fh, indent=1)
             fh.write("\n")
-        with open(os.path.join(staging, "README.md"), "w") as fh:
-            fh.write(_card_text(source, info, os.path.basename(os.path.normpath(target)), model.config))
+        card_path = os.path.join(source, "README.md")
+        training_card = open(card_path, encoding="utf-8").read() if os.path.exists(card_path) else None
+        with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as fh:
+            fh.write(_card_text(training_card, info, os.path.basename(os.path.normpath(target)), model.config))
     return info
+
+
+REFRESH_COMMAND = "python scripts/ship_pretrained.py --refresh"
+
+
+def refresh_shipped_folder(folder: str) -> list[str]:
+    """Bring a shipped folder's card and tokenizer files up to the current conventions without its training run
+    and without touching its weights: the card re-rendered from itself (`read_model_card`) under the folder's name,
+    with its base model (`shipped.json`'s `base_model`; for a retrieval model not yet naming one, the MLM encoder
+    `<source>-mlm` when it is shipped beside it), the tokenizer tidied (`tidy_tokenizer_files`). Returns the names
+    of the files it changed (README.md, shipped.json, tokenizer files)."""
+    from transformers import AutoConfig
+
+    import mambacode.modeling  # noqa: F401  (registers the MambaCode config)
+
+    name = os.path.basename(os.path.normpath(folder))
+    info = shipped_info(folder)
+    before = dict(info)
+    sibling = f"{info.get('source')}-mlm"
+    if (info["task"] == "retrieval" and "base_model" not in info
+            and os.path.isfile(os.path.join(os.path.dirname(os.path.normpath(folder)), sibling, SHIPPED_FILE))):
+        info["base_model"] = sibling
+    if REFRESH_COMMAND not in info["commands"]:
+        info["commands"] = [*info["commands"], REFRESH_COMMAND]
+    config = AutoConfig.from_pretrained(folder)
+    card_path = os.path.join(folder, "README.md")
+    with open(card_path, encoding="utf-8") as fh:
+        old_card = fh.read()
+    new_card = _card_text(old_card, info, name, config)
+    changed = tidy_tokenizer_files(folder, model_max_length_of(config))
+    if new_card != old_card:
+        with open(card_path, "w", encoding="utf-8") as fh:
+            fh.write(new_card)
+        changed.append("README.md")
+    if info != before:
+        with open(os.path.join(folder, SHIPPED_FILE), "w") as fh:
+            json.dump(info, fh, indent=1)
+            fh.write("\n")
+        changed.append(SHIPPED_FILE)
+    return changed
 
 
 def _set_config_dtype(folder: str, dtype: str) -> None:
@@ -234,18 +260,25 @@ def _set_config_dtype(folder: str, dtype: str) -> None:
         fh.write("\n")
 
 
-def _card_text(source: str, info: dict, name: str, config) -> str:
-    """The training card of `source` (front matter and sections; a fresh one from the config if it has none)
-    with a 'Shipped checkpoint' section added."""
-    from mambacode.training.model_card import render_model_card
+def _card_text(training_card: str | None, info: dict, name: str, config) -> str:
+    """The shipped card: the training card (`training_card`, a `render_model_card` text; None: a fresh one from the
+    config) re-rendered under the shipped `name`, with `info['base_model']` as its base model, and a 'Shipped
+    checkpoint' section added (any such section of `training_card` is replaced)."""
+    from mambacode.training.model_card import read_model_card, render_model_card
 
-    card_path = os.path.join(source, "README.md")
-    if os.path.exists(card_path):
-        with open(card_path) as fh:
-            base = fh.read()
+    if training_card:
+        args = read_model_card(training_card.split("\n## Shipped checkpoint\n", 1)[0])
+        args.pop("model_name")
+        task = args.pop("task")
     else:
-        base = render_model_card(config, info["task"], name)
-    base = base.rstrip() + "\n\n"
+        args, task = {}, info["task"]
+    base = info.get("base_model")
+    if base:
+        args.update(base_model=base, base_model_is_sibling=True, base_model_text=(
+            f"Fine-tuned from `{base}`, the MLM-pretrained encoder shipped beside it "
+            f"(`mambacode.pretrained_path({base!r})`; pushed to the Hub, `base_model` names it in the same "
+            "namespace)."))
+    base_text = render_model_card(config, task, name, **args).rstrip() + "\n\n"
     tolerance = info["slice_tolerance"]
     metric_rows = "\n".join(f"| {k} | {v:.{REPORTED_DECIMALS}f} | {tolerance[k]:.{REPORTED_DECIMALS + 1}f} |"
                             if k in tolerance else f"| {k} | {v} | |" for k, v in info["slice_metrics"].items())
@@ -262,9 +295,9 @@ def _card_text(source: str, info: dict, name: str, config) -> str:
         lines += [info["test_metrics_caption"], "", "| metric | value |",
                   "|---|---|", test_rows, ""]
     lines += ["Made by:", "", "```bash", *info["commands"], "```", ""]
-    return base + "\n".join(lines)
+    return base_text + "\n".join(lines)
 
 
 __all__ = ["pretrained_path", "available_pretrained", "shipped_info", "slice_metrics", "folder_megabytes",
            "retrieval_slice_metrics", "mlm_slice_metrics", "mask_positions", "export_pretrained", "load_for_task",
-           "read_slice"]
+           "read_slice", "refresh_shipped_folder"]

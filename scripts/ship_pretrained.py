@@ -14,6 +14,11 @@ Each folder is made by `mambacode.pretrained.export_pretrained` (float16 weights
 metrics unchanged to the card's precision, the card, `shipped.json`, checksums); the whole set must stay
 under `--max_total_mb` (100 MB, the repository's budget for weights). The card records this command and the
 run's. Every folder is replaced atomically; a missing stage is named and the exit status is 2.
+
+    python scripts/ship_pretrained.py --refresh [--output_dir pretrained]
+
+re-renders the card and tidies the tokenizer files of every folder already shipped under `--output_dir`
+(`mambacode.pretrained.refresh_shipped_folder`), without the run and without touching a weight file.
 """
 
 from __future__ import annotations
@@ -58,7 +63,9 @@ def plan(run_dir: str, variants: list[str], retrieval_variant: str) -> list[tupl
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run_dir", required=True, help="a finished reproduce.py output folder")
+    ap.add_argument("--run_dir", help="a finished reproduce.py output folder")
+    ap.add_argument("--refresh", action="store_true",
+                    help="only re-render the cards and tidy the tokenizers of the folders shipped in --output_dir")
     ap.add_argument("--preset", default="cpu", help="the run's preset (its lengths are the evaluation's)")
     ap.add_argument("--output_dir", default=os.path.join(ROOT, "pretrained"))
     ap.add_argument("--variants", default="s4d,s4d-hf,rocoder", help="MLM encoders to ship")
@@ -68,9 +75,18 @@ def main(argv=None) -> int:
     ap.add_argument("--no_half", action="store_true", help="keep float32 weights")
     args = ap.parse_args(argv)
 
-    from reproduce import PRESETS
+    from mambacode.pretrained import SHIPPED_FILE, export_pretrained, folder_megabytes, refresh_shipped_folder
 
-    from mambacode.pretrained import export_pretrained, folder_megabytes
+    if args.refresh:
+        names = sorted(n for n in os.listdir(args.output_dir)
+                       if os.path.isfile(os.path.join(args.output_dir, n, SHIPPED_FILE)))
+        for name in names:
+            changed = refresh_shipped_folder(os.path.join(args.output_dir, name))
+            print(f"{name}: {', '.join(changed) if changed else 'unchanged'}")
+        return 0
+    if not args.run_dir:
+        ap.error("--run_dir is required (unless --refresh)")
+    from reproduce import PRESETS
 
     if args.preset not in PRESETS:
         ap.error(f"--preset: unknown {args.preset!r}; choose from {list(PRESETS)}")
@@ -86,7 +102,9 @@ def main(argv=None) -> int:
     run_command = f"python scripts/reproduce.py --preset {args.preset} --output_dir {args.run_dir}"
     ship_command = shlex.join(["python", "scripts/ship_pretrained.py", *(argv if argv is not None else sys.argv[1:])])
     written = []
+    shipped_names = {name for name, _, _ in items}
     for name, task, source in items:
+        base_model = None
         if task == "retrieval":
             rows = _first_rows(os.path.join(corpus, "retrieval_adv"), "test", RETRIEVAL_SLICE, ("query", "code"))
             res = _results(source)
@@ -105,6 +123,9 @@ def main(argv=None) -> int:
                                 f"{fusion['dense_weight']:g} against BM25's 1, k = {fusion['k']}), which "
                                 "`mambacode search --mode hybrid` uses.")
             kw = dict(max_query_length=preset.query_len, max_code_length=preset.code_len)
+            encoder = f"{name.split('-codesearch')[0]}-mlm"  # the MLM encoder it was fine-tuned from, if shipped
+            if encoder in shipped_names or os.path.isfile(os.path.join(args.output_dir, encoder, SHIPPED_FILE)):
+                base_model = encoder
         else:
             rows = _first_rows(os.path.join(corpus, "retrieval"), "test", MLM_SLICE, ("code",))
             metrics = {k: v for k, v in _results(source).items() if k in ("eval_loss", "perplexity")}
@@ -115,7 +136,8 @@ def main(argv=None) -> int:
                 f"in {preset.mlm_seq}-token blocks (its own final evaluation):"))
         target = os.path.join(args.output_dir, name)
         info = export_pretrained(source, target, task=task, slice_rows=rows, commands=[run_command, ship_command],
-                                 test_metrics=metrics, description=description, half=not args.no_half, **kw)
+                                 test_metrics=metrics, description=description, half=not args.no_half,
+                                 base_model=base_model, **kw)
         written.append(target)
         size = folder_megabytes(target)
         print(f"{name}: {info['weights_dtype']} weights, slice {info['slice_metrics']}, {size:.1f} MB", flush=True)

@@ -109,7 +109,8 @@ def test_export_writes_a_folder_that_reproduces_its_card(tmp_path, tiny, code_to
     target = str(tmp_path / "ship" / "tiny-codesearch")
     info = shipped.export_pretrained(source, target, task="retrieval", slice_rows=rows,
                                      commands=["python make.py --x 1"], test_metrics={"advtest_mrr": 0.25},
-                                     description="A tiny test model.", max_query_length=16, max_code_length=32)
+                                     description="A tiny test model.", max_query_length=16, max_code_length=32,
+                                     base_model="tiny-mlm")
     # the folder: Hub layout, checksums that verify, float32 on load, the slice as given
     config = json.load(open(os.path.join(target, "config.json")))
     assert config["dtype"] == "float32" and "AutoModel" in config["auto_map"]
@@ -130,6 +131,12 @@ def test_export_writes_a_folder_that_reproduces_its_card(tmp_path, tiny, code_to
     assert card.startswith("---\n") and "## Shipped checkpoint" in card and "python make.py --x 1" in card
     assert f"| mrr | {info['slice_metrics']['mrr']:.3f} | {info['slice_tolerance']['mrr']:.4f} |" in card
     assert "| advtest_mrr | 0.250 |" in card
+    # named as its folder, based on the shipped encoder; the tokenizer cuts at the model's 64 positions, not 1024
+    from huggingface_hub import ModelCard
+
+    assert ModelCard(card).data.base_model == "tiny-mlm" and "\n# tiny-codesearch\n" in card
+    assert json.load(open(os.path.join(target, "tokenizer_config.json")))["model_max_length"] == 64
+    assert len(tok("x = 1\n" * 200, truncation=True)["input_ids"]) == 64
     # the float16 weights were kept only if they move no metric by half a unit of the card's precision
     if info["weights_dtype"] == "float16":
         original, _ = shipped.load_for_task(source, "retrieval")

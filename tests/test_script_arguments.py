@@ -64,3 +64,15 @@ def test_probe_and_push_flags():
     push = _module("push_to_hub")
     with pytest.raises((SystemExit, ValueError)):  # the folder is a named flag now, not positional
         push.main(["some/folder", "--repo_id", "me/x"])
+
+
+def test_retrieval_takes_data_as_the_transformers_examples_do():
+    """--dataset_name / --dataset_config_name / --train_file / --validation_file / --test_file, the names of
+    transformers' examples, beside --dataset_path (no longer required)."""
+    from mambacode.training.entry_points import RetrievalDataArguments
+
+    names = {f.name for f in dataclasses.fields(RetrievalDataArguments)}
+    assert {"dataset_name", "dataset_config_name", "train_file", "validation_file", "test_file"} <= names
+    (args,) = HfArgumentParser(RetrievalDataArguments).parse_args_into_dataclasses(
+        args=["--train_file", "a.jsonl", "--validation_file", "b.csv"])
+    assert args.dataset_path is None and (args.train_file, args.validation_file) == ("a.jsonl", "b.csv")

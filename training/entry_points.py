@@ -23,7 +23,7 @@ from .collators import (DataCollatorForMaskedLM, DataCollatorForRetrieval,
                         tokenize_retrieval_pairs)
 from .evaluation import choose_fusion, evaluate_retrieval, metrics_by_ranker, retrieval_compute_metrics
 from .metrics_loader import load_metric
-from .model_card import Evaluation
+from .model_card import Evaluation, local_name
 from .models import build_model, extend_positions, load_tokenizer
 from .script_utils import (last_checkpoint, load_dataset_dict, logger, make_callbacks, report_done, require_split,
                            save_with_card, train_and_evaluate)
@@ -57,6 +57,16 @@ class MLMDataArguments(DataArguments):
 
 @dataclass
 class RetrievalDataArguments(DataArguments):
+    dataset_path: str | None = field(default=None, metadata={
+        "help": "DatasetDict on disk (scripts/build_corpus.py writes one, e.g. corpus/retrieval). Or give "
+                "--dataset_name, or --train_file / --validation_file / --test_file."})
+    dataset_name: str | None = field(default=None, metadata={
+        "help": "A dataset for datasets.load_dataset: a Hub id (user/name) or a local folder of data files "
+                "(train / validation / test .jsonl, .csv, .parquet), with query and code columns."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The --dataset_name's configuration."})
+    train_file: str | None = field(default=None, metadata={"help": "Training pairs: JSON lines (.json/.jsonl) or CSV."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation pairs (JSON lines or CSV)."})
+    test_file: str | None = field(default=None, metadata={"help": "Test pairs (JSON lines or CSV)."})
     query_column: str = field(default="query")
     code_column: str = field(default="code")
     test_split: str = field(default="test")
@@ -142,13 +152,81 @@ class TypeInferenceResult:
     test_metrics: dict = field(default_factory=dict)
 
 
+# ------------------------------------------------------------------------------------------ data sources
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv"}
+
+
+def data_files(data_args) -> dict:
+    """`{split name: file}` of the --train_file / --validation_file / --test_file given (retrieval only)."""
+    pairs = [(getattr(data_args, "train_split", "train"), getattr(data_args, "train_file", None)),
+             (getattr(data_args, "validation_split", "validation"), getattr(data_args, "validation_file", None)),
+             (getattr(data_args, "test_split", "test"), getattr(data_args, "test_file", None))]
+    return {split: path for split, path in pairs if path}
+
+
+def data_source(data_args) -> str:
+    """How messages name the data: the --dataset_path folder, the --dataset_name, or the data files."""
+    if getattr(data_args, "dataset_name", None):
+        return data_args.dataset_name
+    files = data_files(data_args)
+    return ", ".join(files.values()) if files else data_args.dataset_path
+
+
+def source_id(data_args) -> str:
+    """The training data's identifier on the card: a Hub id as it is, else the folder's or file's name."""
+    files = data_files(data_args)
+    name = getattr(data_args, "dataset_name", None) or data_args.dataset_path or next(iter(files.values()), "")
+    return local_name(name)
+
+
+def load_data(data_args, columns: list[str]):
+    """The DatasetDict the data arguments name, each split checked for `columns`: a `save_to_disk` folder
+    (--dataset_path), `datasets.load_dataset(--dataset_name)`, or JSON-lines / CSV files (--train_file, ...;
+    a missing column is named with its file and the columns it has). Exactly one of the three is allowed."""
+    files = data_files(data_args)
+    given = [flag for flag, on in (("--dataset_path", data_args.dataset_path),
+                                   ("--dataset_name", getattr(data_args, "dataset_name", None)),
+                                   ("--train_file/--validation_file/--test_file", files)) if on]
+    if len(given) != 1:
+        raise ValueError(f"give the data with exactly one of --dataset_path (a save_to_disk folder), --dataset_name "
+                         f"(a Hub id or a folder of data files) or --train_file/--validation_file/--test_file "
+                         f"(JSON lines or CSV); got {given or 'none'}")
+    if files:
+        dsets = datasets.DatasetDict()
+        for split, path in files.items():
+            flag = {data_args.train_split: "--train_file", data_args.validation_split: "--validation_file"}.get(
+                split, "--test_file")
+            builder = FILE_BUILDERS.get(os.path.splitext(path)[1].lower())
+            if builder is None:
+                raise ValueError(f"{flag}={path}: expected a .json / .jsonl (JSON lines) or .csv file")
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{flag}={path} does not exist")
+            dsets[split] = datasets.load_dataset(builder, data_files={split: path}, split=split)
+            require_columns(dsets[split], columns, where=f"{flag} {path}")
+        return dsets
+    if data_args.dataset_path:
+        dsets = load_dataset_dict(data_args.dataset_path)
+    else:
+        name = data_args.dataset_name
+        try:
+            dsets = datasets.load_dataset(name, data_args.dataset_config_name)
+        except Exception as exc:  # a missing id offline, a dataset script (datasets >= 4 runs none), a bad folder
+            reason = " ".join(str(exc).split())[:300]
+            raise DataValidationError(f"--dataset_name={name!r} could not be loaded with datasets.load_dataset "
+                                      f"({type(exc).__name__}: {reason}); a local folder must hold data files "
+                                      "(.jsonl/.csv/.parquet), not a loading script") from None
+        if not isinstance(dsets, datasets.DatasetDict):
+            dsets = datasets.DatasetDict({data_args.train_split: dsets})
+    require_columns(dsets, columns, where=data_source(data_args))
+    return dsets
+
+
 # ------------------------------------------------------------------------------------------ shared steps
-def _start(model_args, training_args, run_args, dataset_path: str, columns: list[str]):
+def _start(model_args, training_args, run_args, data_args, columns: list[str]):
     """Seed, find the checkpoint to resume from, load and check the data and the tokenizer."""
     set_seed(training_args.seed)
     checkpoint = last_checkpoint(training_args, run_args)
-    dsets = load_dataset_dict(dataset_path)
-    require_columns(dsets, columns, where=dataset_path)
+    dsets = load_data(data_args, columns)
     return checkpoint, dsets, load_tokenizer(model_args)
 
 
@@ -174,7 +252,7 @@ def _save(trainer, tokenizer, task, model_args, data_args, run_args, evaluations
     `Evaluation` per dataset and split), and say this process got to the end."""
     if trainer.args.do_train:
         save_with_card(trainer, tokenizer, task, model_args, data_description=data_description,
-                       evaluations=evaluations, dataset_path=data_args.dataset_path, run_args=run_args)
+                       evaluations=evaluations, dataset_path=source_id(data_args), run_args=run_args)
     report_done(trainer.args, f"run_{task}")
 
 
@@ -185,7 +263,7 @@ def _dataset_id(path: str) -> str:
 
 def _tokenized(training_args, dsets, data_args, split: str, n: int | None, fn, desc: str, **fn_kwargs):
     """The first `n` rows of `split` through the batched `fn` (main process first, so the cache is shared)."""
-    ds = require_split(dsets, split, data_args.dataset_path)
+    ds = require_split(dsets, split, data_source(data_args))
     ds = ds if n is None else ds.select(range(min(n, len(ds))))
     with training_args.main_process_first(desc="tokenize"):
         return ds.map(fn, batched=True, remove_columns=ds.column_names, fn_kwargs=fn_kwargs, desc=desc)
@@ -209,7 +287,7 @@ def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args, ca
     perplexity. Without `model_name_or_path` a new model is built from the flags. `callbacks`: extra
     `TrainerCallback`s (e.g. a budget that stops training)."""
     columns = [c.strip() for c in data_args.text_column.split(",") if c.strip()]
-    checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, columns)
+    checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args, columns)
     model = build_model(model_args, "mlm", tokenizer)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and data_args.max_seq_length > limit:
@@ -243,9 +321,9 @@ def run_mlm(model_args, data_args: MLMDataArguments, training_args, run_args, ca
 
     train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds, on_eval=add_perplexity)
     metrics = {k: eval_metrics[k] for k in ("eval_loss", "perplexity") if k in eval_metrics}
-    evaluations = [Evaluation(_dataset_id(data_args.dataset_path), data_args.validation_split, metrics)] if metrics else []
+    evaluations = [Evaluation(source_id(data_args), data_args.validation_split, metrics)] if metrics else []
     _save(trainer, tokenizer, "mlm", model_args, data_args, run_args, evaluations,
-          f"Texts of column(s) {columns} of `{data_args.dataset_path}` (split "
+          f"Texts of column(s) {columns} of `{source_id(data_args)}` (split "
           f"`{data_args.train_split}`), packed into {data_args.max_seq_length}-token "
           f"blocks, {data_args.mlm_probability:.0%} masked.")
     return MLMResult(training_args.output_dir, train_loss, metrics.get("eval_loss"), metrics.get("perplexity"),
@@ -260,12 +338,12 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
     `train_sampling_strategy="group_by_length"` batches are grouped by query + code tokens (a `length`
     column; the Trainer alone would group by the query only). `callbacks`: extra `TrainerCallback`s."""
     cols = [data_args.query_column, data_args.code_column]
-    checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, cols)
+    checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args, cols)
     model = build_model(model_args, "retrieval", tokenizer)
     tests, test_ids = {}, {}  # test set name -> rows, dataset identifier (for the card)
     if training_args.do_predict:
-        tests["test"] = require_split(dsets, data_args.test_split, data_args.dataset_path)
-        test_ids["test"] = _dataset_id(data_args.dataset_path)
+        tests["test"] = require_split(dsets, data_args.test_split, data_source(data_args))
+        test_ids["test"] = source_id(data_args)
         for path in data_args.test_dataset_path:
             extra = load_dataset_dict(path, "--test_dataset_path")
             extra = require_split(extra, data_args.test_split, path) if hasattr(extra, "keys") else extra
@@ -292,14 +370,14 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
     training_args.remove_unused_columns = False
     compute_metrics = None
     if eval_ds is not None:  # eval_mrr etc. over the whole evaluation pool (metric_for_best_model="mrr" works)
-        codes = require_split(dsets, data_args.validation_split, data_args.dataset_path)[data_args.code_column]
+        codes = require_split(dsets, data_args.validation_split, data_source(data_args))[data_args.code_column]
         compute_metrics = retrieval_compute_metrics(list(codes)[:len(eval_ds)])
     trainer = _trainer(model, tokenizer, (model_args, training_args, run_args), checkpoint, train_ds, eval_ds,
                        DataCollatorForRetrieval(tokenizer.pad_token_id), compute_metrics, callbacks)
     # gather only (embeddings, code_embeddings) for compute_metrics, whatever else the model returns
     trainer.preprocess_logits_for_metrics = lambda outputs, labels: (outputs[0], outputs[1])
     train_loss, eval_metrics = train_and_evaluate(trainer, training_args, checkpoint, train_ds)
-    evaluations = ([Evaluation(_dataset_id(data_args.dataset_path), data_args.validation_split,
+    evaluations = ([Evaluation(source_id(data_args), data_args.validation_split,
                                {"eval_loss": eval_metrics["eval_loss"]})] if "eval_loss" in eval_metrics else [])
     by_ranker = {"dense": {}, "bm25": {}, "hybrid": {}}  # ranker -> test set -> metrics
     test_metrics = by_ranker["dense"]
@@ -330,7 +408,7 @@ def run_retrieval(model_args, data_args: RetrievalDataArguments, training_args, 
                 evaluations.append(Evaluation(test_ids[name], data_args.test_split, test_metrics[name]))
         trainer.accelerator.wait_for_everyone()
     _save(trainer, tokenizer, "retrieval", model_args, data_args, run_args, evaluations,
-          f"Query/code pairs from `{data_args.dataset_path}` (columns "
+          f"Query/code pairs from `{source_id(data_args)}` (columns "
           f"`{data_args.query_column}`/`{data_args.code_column}`), split "
           f"`{data_args.train_split}`.")
     return RetrievalResult(training_args.output_dir, train_loss, test_metrics, by_ranker["bm25"], by_ranker["hybrid"],
@@ -349,7 +427,7 @@ def _rewrite_training_codes(dsets, data_args: RetrievalDataArguments, seed: int)
         steps.append((lambda rows: obfuscate_training_codes(rows, data_args.obfuscate_train_fraction, seed,
                                                             data_args.code_column), "obfuscation"))
     for rewrite, what in steps:
-        rows = require_split(dsets, data_args.train_split, data_args.dataset_path)
+        rows = require_split(dsets, data_args.train_split, data_source(data_args))
         dsets[data_args.train_split], counts = rewrite(rows)
         logger.info("training codes, %s: %s", what, counts)
 
@@ -361,13 +439,13 @@ def _choose_fusion(model, tokenizer, dsets, data_args: RetrievalDataArguments, t
     by `mambacode search`) and logged as `fusion_*` metrics; (None, {}) without a validation split."""
     if data_args.validation_split not in dsets:
         logger.warning("no %r split in %s: the hybrid fuses with equal weights (k = 60)", data_args.validation_split,
-                       data_args.dataset_path)
+                       data_source(data_args))
         return None, {}
     fusion, table = choose_fusion(model, tokenizer, dsets[data_args.validation_split], data_args.query_column,
                                   data_args.code_column, data_args.max_query_length, pool_length, pool_batch,
                                   data_args.max_eval_samples)
     default = table[next(iter(table))]  # the grid starts with the equal-weight fusion
-    record = {**fusion.to_dict(), "chosen_on": f"{_dataset_id(data_args.dataset_path)}:{data_args.validation_split}",
+    record = {**fusion.to_dict(), "chosen_on": f"{source_id(data_args)}:{data_args.validation_split}",
               "validation_mrr": table[fusion.label],
               "validation_mrr_equal_weights": default}
     model.config.hybrid_fusion = record
@@ -395,8 +473,8 @@ def run_type_inference(model_args, data_args: TypeInferenceDataArguments, traini
     -1 = unlabelled); each word's label goes to its first sub-word. Token accuracy, micro P/R/F1 and macro
     F1, with the rare-type bucket `other` counted as "no type" for F1 unless `f1_count_other`."""
     cols = [data_args.tokens_column, data_args.labels_column]
-    checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args.dataset_path, cols)
-    names = label_names_of(dsets, data_args.labels_column, data_args.dataset_path)
+    checkpoint, dsets, tokenizer = _start(model_args, training_args, run_args, data_args, cols)
+    names = label_names_of(dsets, data_args.labels_column, data_source(data_args))
     model = build_model(model_args, "token_classification", tokenizer,
                         id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
 
@@ -427,10 +505,10 @@ def run_type_inference(model_args, data_args: TypeInferenceDataArguments, traini
         trainer.save_metrics("test", out.metrics)
         metrics.update({k: v for k, v in out.metrics.items() if k.startswith("test_") and "runtime" not in k
                         and "per_second" not in k})
-    evaluations = ([Evaluation(_dataset_id(data_args.dataset_path), data_args.test_split,
+    evaluations = ([Evaluation(source_id(data_args), data_args.test_split,
                                {k[5:]: v for k, v in metrics.items()})] if metrics else [])
     _save(trainer, tokenizer, "token_classification", model_args, data_args, run_args, evaluations,
-          f"Word-level type labels from `{data_args.dataset_path}` ({len(names)} "
+          f"Word-level type labels from `{source_id(data_args)}` ({len(names)} "
           f"labels), split `{data_args.train_split}`.")
     return TypeInferenceResult(training_args.output_dir, train_loss, {k[5:]: v for k, v in metrics.items()})
 

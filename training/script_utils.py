@@ -13,15 +13,15 @@ import datasets
 import torch.distributed as dist
 import transformers
 from transformers import HfArgumentParser, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from mambacode.probing.callback import ProbeCallback
 from mambacode.spectral.callback import SpectrumCallback
 from mambacode.threads import configure_threads
+from mambacode.tokenizer_files import model_max_length_of, tidy_tokenizer_files
 
-from .callbacks import NonFiniteLossError
-from .hub import HUB_EXIT_STATUS, HubUnavailableError, check_folder, push_folder, require_online
-from .model_card import write_model_card
+from .callbacks import NonFiniteLossError, last_complete_checkpoint
+from .hub import HUB_EXIT_STATUS, HubUnavailableError, check_folder, push_folder, require_hub
+from .model_card import local_name, write_model_card
 from .models import ModelArguments
 from .validation import DataValidationError
 
@@ -61,8 +61,10 @@ def run_script(entry_point, data_args_class, argv=None) -> int:
     setup_logging(parsed[2])
     try:
         logger.info("threads: %s", configure_threads(parsed[3].num_threads).describe())
-        if parsed[2].push_to_hub:  # refuse before training, not after it
-            require_online()
+        if parsed[2].push_to_hub:  # refuse before training (offline, network down, no access), not after it
+            args = parsed[2]
+            require_hub(args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)), args.hub_token,
+                        args.hub_private_repo)
         entry_point(*parsed)
         end_distributed(wait=True)
     except HubUnavailableError as exc:
@@ -103,13 +105,14 @@ def setup_logging(training_args) -> None:
 
 
 def last_checkpoint(training_args, run_args) -> str | None:
-    """The checkpoint to resume from (transformers-example rules), or None to start fresh."""
+    """The checkpoint to resume from (transformers-example rules), or None to start fresh. Only complete
+    checkpoints count: a save interrupted by a kill or a full disk is passed over (`callbacks`)."""
     out = training_args.output_dir
     if training_args.resume_from_checkpoint:
         return training_args.resume_from_checkpoint
     if not training_args.do_train or run_args.overwrite_output_dir or not os.path.isdir(out):
         return None
-    found = get_last_checkpoint(out)
+    found = last_complete_checkpoint(out)
     if found is None and any(n.endswith((".safetensors", ".bin")) for n in os.listdir(out)):
         raise ValueError(f"output_dir {out} already holds a trained model and no checkpoint to resume from; "
                          "pass --overwrite_output_dir to train again into it.")
@@ -179,7 +182,7 @@ def save_with_card(trainer, tokenizer, task: str, model_args, data_description: 
     if not trainer.is_world_process_zero():
         return
     _write_card(trainer, tokenizer, task, model_args, data_description, evaluations,
-                os.path.basename(os.path.normpath(dataset_path)), run_args)
+                local_name(dataset_path), run_args)
     args = trainer.args
     if args.push_to_hub:
         if hasattr(trainer, "_finish_current_push"):  # checkpoint uploads still running must land first
@@ -195,13 +198,16 @@ def save_with_card(trainer, tokenizer, task: str, model_args, data_description: 
 
 
 def _write_card(trainer, tokenizer, task, model_args, data_description, evaluations, dataset_name, run_args) -> None:
+    model = trainer.model
     tokenizer.save_pretrained(trainer.args.output_dir)
+    # the tokenizer's limit is the model's; no loader flags or last-call truncation state in its files
+    tidy_tokenizer_files(trainer.args.output_dir, model_max_length_of(model.config))
     args = trainer.args
+    scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)  # 'linear', not SchedulerType.LINEAR
     training = {"learning_rate": args.learning_rate, "per_device_train_batch_size": args.per_device_train_batch_size,
                 "num_processes": args.world_size, "max_steps": trainer.state.max_steps,
-                "num_train_epochs": args.num_train_epochs, "lr_scheduler_type": str(args.lr_scheduler_type),
+                "num_train_epochs": args.num_train_epochs, "lr_scheduler_type": scheduler,
                 "warmup_steps": args.warmup_steps, "seed": args.seed}
-    model = trainer.model
     write_model_card(args.output_dir, model.config, task, model_name=run_args.model_card_name,
                      evaluations=evaluations, dataset=dataset_name, data_description=data_description,
                      base_model=model_args.model_name_or_path, training=training,
