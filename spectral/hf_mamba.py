@@ -292,15 +292,10 @@ def hf_mamba_records(model, inputs, tokenizer=None, length: int = 4096, batch_si
     sequences = sum(int(row.any()) for batch in batches for row in batch["attention_mask"])
     records = []
     for i, a in enumerate(acc):
-        lags = a.max_lag
-        if lags == 0:
-            raise ValueError("inputs contain no valid tokens (every attention_mask is zero).")
-        count = a.count[:lags]
-        mean = a.sum[:, :lags] / count
-        var = (a.sumsq[:, :lags] / count - mean.square()).clamp(min=0)
+        count, mean, spread = a.moments()
         for r in range(rows):
             index = chans[r] if kind == "mamba" else r
-            records.append(KernelRecord(i, "forward", index, kind, mean[r].numpy(), spread=var[r].sqrt().numpy(),
+            records.append(KernelRecord(i, "forward", index, kind, mean[r].numpy(), spread=spread[r].numpy(),
                                         count=count.numpy().astype(np.int64),
                                         extra={"sequences": sequences, "source": "transformers"}))
     if include_conv:

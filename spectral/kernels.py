@@ -279,6 +279,16 @@ class _Mamba2Accumulator:
         self.count[:lags] += torch.arange(n, n - lags, -1, dtype=torch.float64)
         self.max_lag = max(self.max_lag, lags)
 
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(count, mean, spread) per lag up to the longest valid span: spread is the standard deviation."""
+        lags = self.max_lag
+        if lags == 0:
+            raise ValueError("inputs contain no valid tokens (every attention_mask is zero).")
+        count = self.count[:lags]
+        mean = self.sum[:, :lags] / count
+        var = (self.sumsq[:, :lags] / count - mean.square()).clamp(min=0)
+        return count, mean, var.sqrt()
+
 
 @torch.no_grad()
 def mamba2_records(encoder, inputs, tokenizer=None, length: int = 4096, batch_size: int = 16,
@@ -330,17 +340,12 @@ def mamba2_records(encoder, inputs, tokenizer=None, length: int = 4096, batch_si
     sequences = sum(int(row.any()) for batch in batches for row in batch["attention_mask"])
     records = []
     for i, a in enumerate(acc):
-        lags = a.max_lag
-        if lags == 0:
-            raise ValueError("inputs contain no valid tokens (every attention_mask is zero).")
-        count = a.count[:lags]
-        mean = a.sum[:, :lags] / count
-        var = (a.sumsq[:, :lags] / count - mean.square()).clamp(min=0)
+        count, mean, spread = a.moments()
         for direction in (0, 1):
             for h in range(H):
                 row = direction * H + h
                 records.append(KernelRecord(i, DIRECTIONS[direction], h, "mamba2", mean[row].numpy(),
-                                            spread=var[row].sqrt().numpy(), count=count.numpy().astype(np.int64),
+                                            spread=spread[row].numpy(), count=count.numpy().astype(np.int64),
                                             extra={"sequences": sequences}))
     return records
 
