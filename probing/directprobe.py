@@ -26,7 +26,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from .hull import SeparabilityStats, hull_hull_distance, point_hull_distances, separable
+from .hull import SeparabilityStats, direction_separates, hull_hull_distance, point_hull_distances, separation
 
 
 def _two_means(X: np.ndarray, rng: np.random.Generator, iters: int = 20) -> np.ndarray:
@@ -92,11 +92,15 @@ class DirectProbe:
         rng = np.random.default_rng(self.random_state)
         self.stats_ = SeparabilityStats()
         self._X = X
+        t_split = time.perf_counter()
         clusters, next_id, stuck = self._split(X, y, rng)
 
         # phase 3: merge bottom-up
+        t_merge = time.perf_counter()
         clusters = self._merge(X, clusters, next_id, stuck)
+        t_rest = time.perf_counter()
         self.clusters_ = [idx for _, idx in clusters.values()]
+        self._live_ids = list(clusters)
         self.cluster_labels_ = np.array([lab for lab, _ in clusters.values()])
         self.n_clusters_ = len(self.clusters_)
         conflict_points = set()
@@ -105,23 +109,38 @@ class DirectProbe:
                 if c in clusters:
                     conflict_points.update(clusters[c][1].tolist())
         self.n_conflicts_ = len(conflict_points)
+        t_dist = time.perf_counter()
         self.cluster_distances_ = self._cluster_distances() if self.distances else None
         self.fit_time_ = time.perf_counter() - t0
+        self.phase_times_ = {"split_s": t_merge - t_split, "merge_s": t_rest - t_merge,
+                             "distances_s": time.perf_counter() - t_dist}
         return self
 
     def _split(self, X, y, rng):
         """Phases 1 and 2: one cluster per label, split by 2-means until every pair of clusters of different
         labels is certified separable (or is two identical points, `stuck`). Returns (clusters {id: (label,
-        indices)}, the id counter, stuck pairs)."""
-        # clusters: id -> (label, index array); certified separable pairs by id
+        indices)}, the id counter, stuck pairs). The certificates (a separating direction per certified pair,
+        `self._certified[i][j]`) and the centroids (`self._cents`) are kept for the merge phase."""
+        # clusters: id -> (label, index array)
         clusters: dict[int, tuple] = {}
         next_id = itertools.count()
         for lab in self.classes_:
             clusters[next(next_id)] = (lab, np.flatnonzero(y == lab))
-        certified = {c: set() for c in clusters}  # cluster -> the clusters of other labels it is proven apart from
+        # certified[i][j]: (direction, sign), i above j along sign * direction: the proof that i and j (of
+        # different labels) are apart. Parts of a split cluster inherit their parent's entries.
+        certified: dict[int, dict] = {c: {} for c in clusters}
         stuck = set()  # singleton pairs that cannot be split further (identical points)
+        self._certified = certified
 
         split_mode = "exact" if self.exact else "svm"
+
+        def check(i, j, mode):
+            ok, w = separation(X[clusters[i][1]], X[clusters[j][1]], self.stats_, mode=mode)
+            if ok:
+                certified[i][j] = (w, 1.0)
+                certified[j][i] = (w, -1.0)
+            return ok
+
         # phase 1 + 2: split until every cross-label pair is certified separable. The pairs still to check wait in
         # a heap, smallest (i, j) first: the order a rescan of all pairs after every split would meet them in,
         # at the cost of the new pairs only (a rescan is cubic in the number of clusters, and overlapping
@@ -134,9 +153,7 @@ class DirectProbe:
             if i not in clusters or j not in clusters or j in certified[i] or frozenset((i, j)) in stuck:
                 continue  # a part of a split cluster, or a pair already settled (pushed twice)
             pbar.update(1)
-            if separable(X[clusters[i][1]], X[clusters[j][1]], self.stats_, mode=split_mode):
-                certified[i].add(j)
-                certified[j].add(i)
+            if check(i, j, split_mode):
                 continue
             new_ids = []
             for c in (i, j):
@@ -150,18 +167,18 @@ class DirectProbe:
                     nid = next(next_id)
                     clusters[nid] = (lab, part)
                     parts.append(nid)
-                # inherit certificates: parts of a set separable from K are separable from K
+                # inherit certificates: parts of a set separable from K are separable from K (same direction)
                 inherited = certified.pop(c)
-                for other in inherited:
-                    certified[other].discard(c)
-                    certified[other].update(parts)
-                certified.update({nid: set(inherited) for nid in parts})
+                for other, (w, sgn) in inherited.items():
+                    row = certified[other]
+                    del row[c]
+                    for nid in parts:
+                        row[nid] = (w, -sgn)
+                for nid in parts:
+                    certified[nid] = dict(inherited)
                 new_ids += parts
             if not new_ids:  # two singletons that the checks cannot separate: decide exactly
-                if separable(X[clusters[i][1]], X[clusters[j][1]], self.stats_, mode="exact"):
-                    certified[i].add(j)
-                    certified[j].add(i)
-                else:
+                if not check(i, j, "exact"):
                     stuck.add(frozenset((i, j)))
                 continue
             for n in new_ids:
@@ -173,14 +190,32 @@ class DirectProbe:
         return clusters, next_id, stuck
 
     def _merge(self, X, clusters, next_id, stuck):
+        """Phase 3: passes over same-label pairs, nearest centroids first; a pair merges if the merged hull is
+        separable from every cluster of another label (the rule and the order of the original rescan; only the
+        way each verdict is reached is faster, see `_merge_verdict`)."""
         merge_mode = "exact" if self.exact else "svm"
+        certified = getattr(self, "_certified", None)
+        if certified is None or any(c not in certified for c in clusters):
+            certified = {c: {} for c in clusters}
+        self._certified = certified
         changed = True
         pbar = tqdm(desc="DirectProbe merge", disable=not self.verbose, unit="merge")
         stuck_ids = {c for key in stuck for c in key}
-        refused = set()  # (frozenset of point-index tuples) merges proven impossible in this state
+        refused = set()  # merges refused on a solver failure (counted as overlap), by id pair
+        # Merges refused on an overlap proof: conv(a + b) meets conv(c) for a cluster c of another label. Clusters
+        # only grow, so every later pair p, q with a inside p and b inside q overlaps c's cluster too and is
+        # refused without a new LP (`ancestors[p]`: the ids merged into p, p included).
+        overlap_with: dict[int, set] = {}
+        ancestors = {c: {c} for c in clusters}
+        counts = {"pairs_tried": 0, "merges": 0, "refused_lp": 0, "refused_inherited": 0, "refused_failed": 0}
+        # per cluster: centroid, largest |entry|; per point: its projection on its own cluster's centroid
+        cents = {c: X[idx].mean(0) for c, (_, idx) in clusters.items()}
+        absmax = {c: float(np.abs(X[idx]).max()) for c, (_, idx) in clusters.items()}
+        self_proj = np.empty(len(X))
+        for c, (_, idx) in clusters.items():
+            self_proj[idx] = X[idx] @ cents[c]
         while changed:
             changed = False
-            cents = {c: X[idx].mean(0) for c, (_, idx) in clusters.items()}
             candidates = []
             for lab in self.classes_:
                 ids = [c for c, (l, _) in clusters.items() if l == lab and c not in stuck_ids]
@@ -204,29 +239,118 @@ class DirectProbe:
                 key = frozenset((a, b))
                 if key in refused:
                     continue
+                small, large = (a, b) if len(ancestors[a]) <= len(ancestors[b]) else (b, a)
+                if any(not overlap_with.get(x, set()).isdisjoint(ancestors[large]) for x in ancestors[small]):
+                    counts["refused_inherited"] += 1
+                    refused.add(key)
+                    continue
+                counts["pairs_tried"] += 1
                 lab = clusters[a][0]
                 merged = np.concatenate([clusters[a][1], clusters[b][1]])
                 M = X[merged]
                 mc = M.mean(0)
-                others = [c for c, (l, _) in clusters.items() if l != lab]
-                others.sort(key=lambda c: float(((cents[c] - mc) ** 2).sum()))
-                ok = True
-                for c in others:
-                    if not separable(M, X[clusters[c][1]], self.stats_, mode=merge_mode):
-                        ok = False
-                        break
-                if not ok:
+                failed = self.stats_.lp_failed
+                certs = self._merge_verdict(X, clusters, cents, absmax, self_proj, a, b, M, mc, merge_mode)
+                if certs is None:
                     refused.add(key)
+                    if self.stats_.lp_failed == failed and merge_mode == "exact":  # an overlap proof
+                        counts["refused_lp"] += 1
+                        overlap_with.setdefault(a, set()).add(b)
+                        overlap_with.setdefault(b, set()).add(a)
+                    else:
+                        counts["refused_failed"] += 1
                     continue
+                counts["merges"] += 1
                 nid = next(next_id)
                 clusters[nid] = (lab, merged)
                 del clusters[a], clusters[b]
+                for c in (a, b):
+                    for other in certified.pop(c, {}):
+                        certified[other].pop(c, None)
+                certified[nid] = {}
+                for other, w in certs.items():
+                    if w is None:  # certified by the centroid direction: kept as that (no array per pair)
+                        certified[nid][other] = (("centroid", nid, other), 1.0)
+                        certified[other][nid] = (("centroid", nid, other), -1.0)
+                    else:
+                        certified[nid][other] = (w, 1.0)
+                        certified[other][nid] = (w, -1.0)
                 cents[nid] = mc
+                absmax[nid] = max(absmax[a], absmax[b])
+                ancestors[nid] = ancestors.pop(a) | ancestors.pop(b) | {nid}
+                self_proj[merged] = M @ mc
                 gone.update((a, b))
                 changed = True
                 pbar.update(1)
         pbar.close()
+        self._cents = cents
+        self.merge_counts_ = counts
         return clusters
+
+    def _direction(self, cents, p, q):
+        """The stored direction along which cluster p lies above cluster q, or None."""
+        entry = self._certified.get(p, {}).get(q)
+        if entry is None:
+            return None
+        w, sgn = entry
+        if isinstance(w, tuple):  # ("centroid", x, y): the direction cents[x] - cents[y]
+            w = cents[w[1]] - cents[w[2]]
+        elif w is None:
+            return None
+        return w if sgn > 0 else -w
+
+    def _merge_verdict(self, X, clusters, cents, absmax, self_proj, a, b, M, mc, mode):
+        """May clusters a and b (points M, centroid mc) merge? None if the merged hull overlaps a cluster of
+        another label, else {other cluster: its certificate (a direction, or None for mc - its centroid)}.
+
+        The verdict is the rescan's (every other-label cluster separable from M) reached cheaply:
+        1. the centroid direction for all other-label clusters at once (a few matrix products), with a
+           round-off margin that keeps every certificate sound;
+        2. for the rest, the directions that proved a and b apart from that cluster (a subset of a merged
+           cluster that was certified as a whole, often, since splits over-split);
+        3. then `hull.separation` (SVM, exact LP), nearest clusters first, stopping at the first overlap.
+        """
+        lab = clusters[a][0]
+        others = [c for c, (l, _) in clusters.items() if l != lab]
+        if not others:
+            return {}
+        C = np.stack([cents[c] for c in others])
+        W = mc[None, :] - C  # centroid directions, one row per other cluster
+        lo = (M @ W.T).min(0)  # the merged cluster's lowest projection on each direction
+        sizes = np.array([len(clusters[c][1]) for c in others])
+        oidx = np.concatenate([clusters[c][1] for c in others])
+        starts = np.r_[0, np.cumsum(sizes)[:-1]]
+        # x.(mc - cent_c) for x in cluster c, as x.mc - x.cent_c (x.cent_c is kept per point)
+        hi = np.maximum.reduceat(X[oidx] @ mc - self_proj[oidx], starts)
+        am = float(np.abs(M).max())
+        scale = np.maximum(am, np.array([absmax[c] for c in others]))
+        # round-off: the 1e-9 margin of `direction_separates` plus a bound on the cancellation in x.mc - x.cent_c
+        eps = 1e-9 * (np.abs(W).sum(1) * scale + 0.5 * np.abs(lo + hi)) + \
+            1e-12 * scale * (np.abs(mc).sum() + np.abs(C).sum(1)) + 1e-300
+        ok = 0.5 * (lo - hi) > eps
+        self.stats_.centroid += int(ok.sum())
+        certs = {c: None for c, k in zip(others, ok) if k}
+        rest = [c for c, k in zip(others, ok) if not k]
+        if not rest:
+            return certs
+        still = []
+        for c in rest:
+            B = X[clusters[c][1]]
+            for w in (self._direction(cents, a, c), self._direction(cents, b, c)):
+                if w is not None and direction_separates(w, M, B, max(am, absmax[c])):
+                    self.stats_.hint += 1
+                    certs[c] = w
+                    break
+            else:
+                still.append(c)
+        still.sort(key=lambda c: float(((cents[c] - mc) ** 2).sum()))
+        for c in still:
+            okc, w = separation(M, X[clusters[c][1]], self.stats_, mode=mode, centroid=False,
+                                scale=max(am, absmax[c]))
+            if not okc:
+                return None
+            certs[c] = w
+        return certs
 
     def _cluster_distances(self) -> np.ndarray:
         """Hull-to-hull distances between clusters of different labels (NaN on the diagonal/same label)."""
@@ -269,7 +393,9 @@ class DirectProbe:
             "n_labels": int(len(self.classes_)),
             "n_conflicts": int(self.n_conflicts_),
             "fit_time_s": round(float(self.fit_time_), 3),
+            "phase_times_s": {k: round(float(v), 3) for k, v in self.phase_times_.items()},
             "separability_checks": self.stats_.as_dict(),
+            "merge_counts": dict(self.merge_counts_),
         }
         out.update(self.distance_summary())
         return out

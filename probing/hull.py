@@ -1,16 +1,25 @@
 """Convex-hull geometry for DirectProbe: exact separability and Euclidean hull distances.
 
-Separability of two point sets (do their convex hulls intersect?) is decided in three steps, cheapest
-first; any hyperplane that strictly separates every point is an exact certificate, so only the last step
-ever has to *prove* overlap:
+Separability of two point sets (do their convex hulls intersect?) is decided cheapest test first. Any
+direction w along which every projection of one set lies above every projection of the other (with a gap
+above float64 round-off) is an exact certificate of separability, so only the last step ever has to
+*prove* overlap:
 1. the direction between the two centroids (one dot product per point);
-2. (modes "fast"/"svm" only) a hard-margin linear SVM (`LinearSVC`, large C);
-3. the separating-hyperplane LP (scipy `linprog`, HiGHS) by constraint generation: solved on the points
-   nearest the other set, adding violated points until none is left (feasible = separable) or the subset
-   LP is infeasible (a subset overlaps, so the sets do); with fewer points than dimensions the LP is written
-   in the span of the points (one variable per point).
+2. hint directions the caller knows (say the directions that separated each half of a merged cluster
+   from the other set);
+3. mode "exact": the direction between the two hulls' closest points, found by non-negative least squares
+   (scipy `nnls`, an active-set method: min |a A - b B| with a, b >= 0 and the simplex constraints as
+   heavily weighted rows); it certifies separable pairs however thin the gap, in a tenth of an LP's time.
+   Modes "fast"/"svm": a hard-margin linear SVM (`LinearSVC`, large C) instead;
+4. the separating-hyperplane LP (scipy `linprog`, HiGHS dual simplex; interior point where the simplex
+   stalls): first on the points step 3's closest points combine (at most d + 2; where the hulls meet, an
+   infeasible LP on them proves the overlap), then in one piece when it is small, otherwise by
+   constraint generation seeded with the points nearest the other set along step 3's direction. Infeasible = the hulls overlap; a feasible LP's
+   hyperplane is checked on every point. With fewer points than dimensions the LP is written in the span
+   of the points (one variable per point).
 Distances (point to hull, hull to hull) are QPs over simplices, solved by accelerated projected gradient
-(FISTA) in batches, stopped by the Frank-Wolfe duality gap, which bounds the error of the objective.
+(FISTA) in batches or on working sets, stopped by the Frank-Wolfe duality gap, which bounds the error of
+the objective.
 """
 
 from __future__ import annotations
@@ -21,6 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 _SVM_C = 1e4
+_SVM_ITER = 300  # a failed fit costs this many passes; a failure only means "ask the LP"
+_LP_FULL_MAX = 400_000  # matrix entries up to which the LP is solved in one piece (measured: faster than rounds)
+_GAP_RTOL = 1e-9  # a certificate's gap must exceed this times the scale of the projections
+_NNLS_WEIGHT = 1e3  # weight of the two simplex rows (sum a = 1, sum b = 1) against the unit-scaled points
 
 
 @dataclass
@@ -28,16 +41,43 @@ class SeparabilityStats:
     """How each separability question was settled (the cheap paths should answer almost all)."""
 
     centroid: int = 0
+    hint: int = 0
+    nnls: int = 0
     svm: int = 0
     lp_separable: int = 0
     lp_overlap: int = 0
     lp_failed: int = 0
+    lp_solves: int = 0
+    shared_point: int = 0
     trivial: int = 0
     extra: dict = field(default_factory=dict)
 
     def as_dict(self):
-        return {"centroid": self.centroid, "svm": self.svm, "lp_separable": self.lp_separable,
-                "lp_overlap": self.lp_overlap, "lp_failed": self.lp_failed, "trivial": self.trivial}
+        return {"centroid": self.centroid, "hint": self.hint, "nnls": self.nnls, "svm": self.svm,
+                "lp_separable": self.lp_separable,
+                "lp_overlap": self.lp_overlap, "lp_failed": self.lp_failed, "lp_solves": self.lp_solves,
+                "shared_point": self.shared_point,
+                "trivial": self.trivial}
+
+
+def _abs_max(M) -> float:
+    return float(np.abs(M).max(initial=0.0))
+
+
+def direction_separates(w, A, B, scale: float | None = None) -> bool:
+    """True if min(A w) - max(B w) exceeds float64 round-off: conv(A) and conv(B) are then disjoint.
+
+    `scale`: max |entry| of A and B if the caller has it (it only sets the round-off margin)."""
+    if w is None or not np.any(w):
+        return False
+    pa, pb = A @ w, B @ w
+    lo, hi = float(pa.min()), float(pb.max())
+    if not lo > hi:
+        return False
+    if scale is None:
+        scale = max(_abs_max(A), _abs_max(B))
+    eps = _GAP_RTOL * (float(np.abs(w).sum()) * scale + 0.5 * abs(lo + hi)) + 1e-300
+    return 0.5 * (lo - hi) > eps
 
 
 def _strictly_separates(w, b, A, B) -> bool:
@@ -49,17 +89,11 @@ def _strictly_separates(w, b, A, B) -> bool:
 
 
 def _centroid_check(A, B) -> bool:
-    w = A.mean(0) - B.mean(0)
-    if not np.any(w):
-        return False
-    pa, pb = A @ w, B @ w
-    if pa.min() <= pb.max():
-        return False
-    b = -0.5 * (pa.min() + pb.max())
-    return _strictly_separates(w, b, A, B)
+    return direction_separates(A.mean(0) - B.mean(0), A, B)
 
 
-def _svm_check(A, B, max_iter=2000) -> bool:
+def _svm_direction(A, B, max_iter=_SVM_ITER):
+    """Direction of a hard-margin linear SVM (LinearSVC, C=1e4) fitted to A (+1) and B (-1), or None."""
     from sklearn.svm import LinearSVC
 
     X = np.vstack([A, B])
@@ -71,8 +105,57 @@ def _svm_check(A, B, max_iter=2000) -> bool:
         clf = LinearSVC(C=_SVM_C, loss="hinge", dual=True, max_iter=max_iter, tol=1e-6, random_state=0)
         clf.fit((X - mu) / scale, y)
     w = clf.coef_.ravel() / scale
-    b = float(clf.intercept_[0]) - float(mu @ w)
-    return _strictly_separates(w, b, A, B)
+    return w if np.all(np.isfinite(w)) and np.any(w) else None
+
+
+def _svm_check(A, B, max_iter=2000) -> bool:
+    return direction_separates(_svm_direction(A, B, max_iter), A, B)
+
+
+def _shares_a_point(A, B) -> bool:
+    """True if some row of A equals some row of B (then the hulls overlap, whatever the dimension)."""
+    small, large = (A, B) if len(A) <= len(B) else (B, A)
+    rows = {np.ascontiguousarray(r).tobytes() for r in small + 0.0}  # + 0.0: -0.0 and 0.0 compare equal
+    return any(np.ascontiguousarray(r).tobytes() in rows for r in large + 0.0)
+
+
+def _nnls_closest(A, B, weight: float = _NNLS_WEIGHT):
+    """Closest points of conv(A) and conv(B) by non-negative least squares: min |A^T a - B^T b|^2 +
+    w^2 (sum a - 1)^2 + w^2 (sum b - 1)^2 over a, b >= 0 (Lawson-Hanson: an exact active-set method), the
+    simplex constraints as heavily weighted rows on unit-scaled points. Returns the weights (a, b), each
+    rescaled to sum 1 (so a A and b B are points of the two hulls), or None if the solver gives up."""
+    from scipy.optimize import nnls
+
+    center = 0.5 * (A.mean(0) + B.mean(0))
+    s = max(_abs_max(A - center), _abs_max(B - center)) or 1.0
+    An, Bn = (A - center) / s, (B - center) / s
+    na, nb = len(A), len(B)
+    M = np.vstack([np.hstack([An.T, -Bn.T]), np.r_[np.full(na, weight), np.zeros(nb)],
+                   np.r_[np.zeros(na), np.full(nb, weight)]])
+    rhs = np.r_[np.zeros(A.shape[1]), weight, weight]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x, _ = nnls(M, rhs, maxiter=3 * (na + nb))
+    except (RuntimeError, ValueError, np.linalg.LinAlgError):
+        return None
+    a, b = x[:na], x[na:]
+    if not (a.sum() > 0 and b.sum() > 0 and np.all(np.isfinite(x))):
+        return None
+    return a / a.sum(), b / b.sum()
+
+
+def _nnls_direction(A, B):
+    """(w, support): w the direction from the closest point of conv(B) to that of conv(A) (`_nnls_closest`),
+    when the hulls are apart the hard-margin SVM's normal (the caller checks it on every point); support the
+    indices (into A, into B) of the points those closest points combine, where the hulls come nearest or
+    meet (at most d + 2 points: an overlap LP on them alone is small). (None, None) if not found."""
+    ab = _nnls_closest(A, B)
+    if ab is None:
+        return None, None
+    w = ab[0] @ A - ab[1] @ B
+    support = (np.flatnonzero(ab[0] > 0), np.flatnonzero(ab[1] > 0))
+    return (w if np.all(np.isfinite(w)) and np.any(w) else None), support
 
 
 def _solve_hyperplane_lp(Z, sign):
@@ -89,60 +172,111 @@ def _solve_hyperplane_lp(Z, sign):
     for form in forms:  # the span form can be ill-conditioned (near-duplicate points): retry in the primal
         M = Z @ Z.T if form == "span" else Z  # span: w = Z^T g, constraint values = (Z Z^T g)_i
         A_ub = -np.hstack([M * sign[:, None], sign[:, None]])
-        res = linprog(np.zeros(A_ub.shape[1]), A_ub=A_ub, b_ub=-np.ones(len(Z)), bounds=(None, None),
-                      method="highs")
-        status = res.status
-        if status == 0:
-            w = Z.T @ res.x[:-1] if form == "span" else res.x[:-1]
-            return 0, w, res.x[-1]
-        if status == 2:
-            return 2, None, None
+        # the dual simplex settles almost every case; on thin overlaps it can stall ("unknown" after many
+        # iterations), where the interior-point method still proves infeasibility: cap it and fall back
+        for method, opts in (("highs-ds", {"maxiter": 20 * len(Z) + 1000}), ("highs-ipm", {})):
+            res = linprog(np.zeros(A_ub.shape[1]), A_ub=A_ub, b_ub=-np.ones(len(Z)), bounds=(None, None),
+                          method=method, options=opts)
+            status = res.status
+            if status == 0:
+                w = Z.T @ res.x[:-1] if form == "span" else res.x[:-1]
+                return 0, w, res.x[-1]
+            if status == 2:
+                return 2, None, None
     return status, None, None
 
 
-def _lp_check(A, B, init: int = 256, add: int = 256, max_rounds: int = 40):
-    """Exact separability by the separating-hyperplane LP (HiGHS), solved by constraint generation.
+def _lp_entries(n: int, d: int) -> int:
+    """Size of the LP's constraint matrix for n points in d dimensions (span form when n < d)."""
+    return n * (min(n, d) + 1)
 
-    Start from the points of each set nearest the other set; solve the LP on that subset; add the points the
-    hyperplane violates; repeat. Infeasible on a subset = the hulls overlap (a subset's hull lies inside);
-    feasible with no violator left = separable. Returns True, False, or None if the solver failed.
+
+def _lp_separation(A, B, w0=None, stats: SeparabilityStats | None = None, init: int = 256, add: int = 256,
+                   max_rounds: int = 40, support=None):
+    """Exact separability by the separating-hyperplane LP (HiGHS). Returns (verdict, w): verdict True with a
+    separating direction w (A on the positive side, original coordinates), False (the hulls overlap), or
+    None (the solver failed).
+
+    `support`: (indices into A, into B) of points whose hulls are thought to meet (`_nnls_direction`); the
+    LP on them alone comes first, and if it is infeasible the hulls overlap (a subset's hulls meet).
+    Otherwise small problems are one LP, and larger ones go by constraint generation: solve on the points of each set
+    deepest on the wrong side of `w0` (a direction that nearly separates, e.g. a failed SVM's; default the
+    centroid direction), add the points the LP's hyperplane gets wrong, repeat. Infeasible on a subset =
+    the hulls overlap (a subset's hull lies inside); feasible with no wrong point left = separable.
     """
     X = np.vstack([A, B])
     sign = np.r_[np.ones(len(A)), -np.ones(len(B))]
-    Xc = X - X.mean(0)
-    Xc = Xc / (np.abs(Xc).max() or 1.0)
-    direction = Xc[: len(A)].mean(0) - Xc[len(A):].mean(0)
-    proj = Xc @ direction * sign  # small = deep on the other side
+    mu = X.mean(0)
+    Xc = X - mu
+    s = _abs_max(Xc) or 1.0
+    Xc = Xc / s
+    scale = _abs_max(X)
+
+    def solve(S):
+        if stats is not None:
+            stats.lp_solves += 1
+        return _solve_hyperplane_lp(Xc[S], sign[S])
+
+    def verdict_of(w):
+        w = w / s  # back to the original coordinates (a direction; the offset is re-chosen)
+        return (True, w) if direction_separates(w, A, B, scale) else (None, None)
+
+    n, d = X.shape
+    if support is not None and 0 < len(support[0]) + len(support[1]) < n and len(support[0]) and len(support[1]):
+        S = np.r_[support[0], len(A) + support[1]]
+        status, w, b = solve(S)
+        if status == 2:
+            return False, None
+        if status == 0 and direction_separates(w / s, A, B, scale):
+            return True, w / s
+    if _lp_entries(n, d) <= _LP_FULL_MAX:
+        status, w, b = solve(np.arange(n))
+        if status == 2:
+            return False, None
+        return verdict_of(w) if status == 0 else (None, None)
+    if w0 is None or not np.any(w0):
+        w0 = Xc[: len(A)].mean(0) - Xc[len(A):].mean(0)
+    else:
+        w0 = np.asarray(w0, dtype=np.float64) * s
+    proj = Xc @ w0
+    proj = sign * (proj - 0.5 * (proj[: len(A)].min() + proj[len(A):].max()))  # small = deep on the other side
     ia = np.argsort(proj[: len(A)])[:init]
     ib = len(A) + np.argsort(proj[len(A):])[:init]
     S = np.unique(np.r_[ia, ib])
     for _ in range(max_rounds):
-        status, w, b = _solve_hyperplane_lp(Xc[S], sign[S])
+        status, w, b = solve(S)
         if status == 2:
-            return False
+            return False, None
         if status != 0:
-            return None
+            break  # the solver failed on the subset: try the whole LP
         margins = sign * (Xc @ w + b)
         # any strictly separating hyperplane is a certificate: only points on the wrong side (or too close
         # to the plane for float64 to be sure) must join the LP
         bad = np.flatnonzero(margins <= 1e-6)
         bad = bad[~np.isin(bad, S)]
         if len(bad) == 0:
-            return bool(margins.min() > 1e-6)
+            return verdict_of(w) if margins.min() > 1e-6 else (None, None)
         S = np.union1d(S, bad[np.argsort(margins[bad])[:add]])
-    status, w, b = _solve_hyperplane_lp(Xc, sign)  # did not settle: the whole LP
-    return True if status == 0 else (False if status == 2 else None)
+    status, w, b = solve(np.arange(n))  # did not settle (or failed on a subset): the whole LP
+    if status == 2:
+        return False, None
+    return verdict_of(w) if status == 0 else (None, None)
 
 
-def separable(A: np.ndarray, B: np.ndarray, stats: SeparabilityStats | None = None, mode: str = "exact",
-              lp_first_max: int = 400) -> bool:
-    """Whether conv(A) and conv(B) are disjoint (strict linear separability of the two point sets).
+def _lp_check(A, B, **kwargs):
+    """The LP's verdict alone: True (separable), False (overlap) or None (solver failure)."""
+    return _lp_separation(np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64), **kwargs)[0]
 
-    mode "exact": centroid direction, then the constraint-generation LP (its first rounds are small and
-    cheaper than an SVM fit, and it settles both answers);
-    "fast": centroid direction, the LP for small problems (n <= `lp_first_max`), the SVM otherwise (an SVM
-    failure then counts as overlap);
-    "svm": centroid direction and SVM only (the original DirectProbe's approximation).
+
+def separation(A: np.ndarray, B: np.ndarray, stats: SeparabilityStats | None = None, mode: str = "exact",
+               hints=(), lp_first_max: int = 400, scale: float | None = None, centroid: bool = True):
+    """Whether conv(A) and conv(B) are disjoint, with the certificate: (verdict, w), w a direction along which
+    A projects strictly above B (None when the verdict is False or the question is trivial).
+
+    mode "exact": centroid direction, `hints`, the closest-points direction (NNLS), then the LP, which
+    settles both answers; "fast": centroid, hints, the LP for small problems (n <= `lp_first_max`), the SVM
+    otherwise (an SVM failure then counts as overlap); "svm": centroid, hints and SVM only (the original
+    DirectProbe's approximation). `centroid=False` skips the centroid test (the caller has done it).
     """
     if mode not in ("exact", "fast", "svm"):
         raise ValueError(f"mode must be 'exact', 'fast' or 'svm', got {mode!r}")
@@ -151,28 +285,54 @@ def separable(A: np.ndarray, B: np.ndarray, stats: SeparabilityStats | None = No
     B = np.asarray(B, dtype=np.float64)
     if len(A) == 0 or len(B) == 0:
         stats.trivial += 1
-        return True
+        return True, None
     if len(A) == 1 and len(B) == 1:
         stats.trivial += 1
-        return bool(np.any(A[0] != B[0]))
-    if _centroid_check(A, B):
-        stats.centroid += 1
-        return True
-    if mode == "svm" or (mode == "fast" and len(A) + len(B) > lp_first_max):
-        if _svm_check(A, B):
+        w = A[0] - B[0]
+        return (True, w) if np.any(w) else (False, None)
+    if scale is None:
+        scale = max(_abs_max(A), _abs_max(B))
+    if centroid:
+        w = A.mean(0) - B.mean(0)
+        if direction_separates(w, A, B, scale):
+            stats.centroid += 1
+            return True, w
+    for w in hints:
+        if w is not None and direction_separates(w, A, B, scale):
+            stats.hint += 1
+            return True, w
+    n = len(A) + len(B)
+    w0 = support = None
+    if mode == "exact":
+        w0, support = _nnls_direction(A, B)
+        if direction_separates(w0, A, B, scale):
+            stats.nnls += 1
+            return True, w0
+    elif mode == "svm" or n > lp_first_max:
+        w0 = _svm_direction(A, B)
+        if direction_separates(w0, A, B, scale):
             stats.svm += 1
-            return True
-        if mode != "exact":
-            return False
-    out = _lp_check(A, B)
+            return True, w0
+        return False, None
+    if mode == "exact" and _shares_a_point(A, B):
+        stats.shared_point += 1
+        return False, None
+    out, w = _lp_separation(A, B, w0=w0, stats=stats, support=support)
     if out is None:
         stats.lp_failed += 1
-        return False
+        return False, None
     if out:
         stats.lp_separable += 1
     else:
         stats.lp_overlap += 1
-    return out
+    return out, w
+
+
+def separable(A: np.ndarray, B: np.ndarray, stats: SeparabilityStats | None = None, mode: str = "exact",
+              lp_first_max: int = 400, hints=()) -> bool:
+    """Whether conv(A) and conv(B) are disjoint (strict linear separability of the two point sets); see
+    `separation`, which also returns the certificate."""
+    return separation(A, B, stats, mode=mode, hints=hints, lp_first_max=lp_first_max)[0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -255,28 +415,9 @@ def point_hull_distances(points: np.ndarray, hull: np.ndarray, tol: float = 1e-6
     return out
 
 
-def hull_hull_distance(A: np.ndarray, B: np.ndarray, tol: float = 1e-9, rtol: float = 1e-3,
-                       max_iter: int = 3000) -> float:
-    """Euclidean distance between conv(A) and conv(B): min ||a A - b B|| over two simplices (FISTA)."""
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    if len(A) == 1:
-        return float(point_hull_distances(A, B)[0])
-    if len(B) == 1:
-        return float(point_hull_distances(B, A)[0])
-    center = 0.5 * (A.mean(0) + B.mean(0))
-    A, B = A - center, B - center
-    P = np.vstack([A, -B])
-    G = P @ P.T
+def _pair_fista(G, na, z, tol_abs, rtol, max_iter):
+    """FISTA for min z^T G z over two simplices (z[:na] and z[na:]) from z, stopped by the Frank-Wolfe gap."""
     L = _lipschitz(G)
-    na = len(A)
-    # start from the closest pair of vertices
-    d2 = (A * A).sum(1)[:, None] - 2 * A @ B.T + (B * B).sum(1)[None, :]
-    i, j = np.unravel_index(np.argmin(d2), d2.shape)
-    z = np.zeros(len(P))
-    z[i] = 1.0
-    z[na + j] = 1.0
-    scale2 = max(float(np.diag(G).max()), 1e-12)
     y, t = z.copy(), 1.0
     for _ in range(max_iter):
         v = y - (2.0 * (G @ y)) / L
@@ -286,6 +427,75 @@ def hull_hull_distance(A: np.ndarray, B: np.ndarray, tol: float = 1e-9, rtol: fl
         z, t = new, t_new
         g = 2.0 * (G @ z)
         gap = g @ z - g[:na].min() - g[na:].min()
-        if gap <= tol * scale2 + rtol * (0.5 * g @ z):
+        if gap <= tol_abs + rtol * (0.5 * g @ z):
             break
-    return float(np.sqrt(max(z @ G @ z, 0.0)))
+    return z
+
+
+def _closest_points(A, B, tol_abs, rtol, max_iter, working_set, max_rounds=50):
+    """min ||a A - b B||^2 over two simplices, A and B centred. Returns (f, v, converged): f the squared
+    distance reached, v = a A - b B the difference of the two hull points, converged whether the
+    Frank-Wolfe gap of the whole problem is below tol_abs + rtol * f.
+
+    FISTA on a working set of points (at first those of each set deepest towards the other along the
+    centroid direction); the gap is then evaluated on *all* points and the points that widen it join the
+    set. The closest points of two hulls are combinations of few vertices, so the set stays small."""
+    w = A.mean(0) - B.mean(0)
+    ia = np.sort(np.argsort(A @ w, kind="stable")[:working_set])
+    ib = np.sort(np.argsort(-(B @ w), kind="stable")[:working_set])
+    za = np.full(len(ia), 1.0 / len(ia))
+    zb = np.full(len(ib), 1.0 / len(ib))
+    for _ in range(max_rounds):
+        P = np.vstack([A[ia], -B[ib]])
+        z = _pair_fista(P @ P.T, len(ia), np.r_[za, zb], tol_abs, rtol, max_iter)
+        za, zb = z[: len(ia)], z[len(ia):]
+        v = za @ A[ia] - zb @ B[ib]
+        f = float(v @ v)
+        pa, pb = A @ v, B @ v
+        # Frank-Wolfe gap of the whole problem: 2 (|v|^2 - min_A a.v + max_B b.v)
+        gap = 2.0 * (f - float(pa.min()) + float(pb.max()))
+        if gap <= tol_abs + rtol * f:
+            return f, v, True
+        add_a = np.setdiff1d(np.flatnonzero(pa < float(pa[ia].min())), ia)
+        add_b = np.setdiff1d(np.flatnonzero(pb > float(pb[ib].max())), ib)
+        if len(add_a) == 0 and len(add_b) == 0:  # the working set's own FISTA stopped at max_iter
+            return f, v, False
+        add_a = add_a[np.argsort(pa[add_a], kind="stable")[:working_set]]
+        add_b = add_b[np.argsort(-pb[add_b], kind="stable")[:working_set]]
+        za = np.r_[za, np.zeros(len(add_a))]
+        zb = np.r_[zb, np.zeros(len(add_b))]
+        ia, ib = np.r_[ia, add_a], np.r_[ib, add_b]
+    return f, v, False
+
+
+def hull_hull_distance(A: np.ndarray, B: np.ndarray, tol: float = 1e-9, rtol: float = 1e-3,
+                       max_iter: int = 3000, working_set: int = 64) -> float:
+    """Euclidean distance between conv(A) and conv(B): min ||a A - b B|| over two simplices, to a Frank-Wolfe
+    gap (a bound on the squared distance's error) below `tol` times the squared scale of the data plus
+    `rtol` times the squared distance. First by non-negative least squares (`_nnls_closest`, which almost
+    always meets the bound), else by FISTA on a working set of points (`_closest_points`)."""
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    if len(A) == 1 and len(B) == 1:
+        return float(np.linalg.norm(A[0] - B[0]))
+    center = 0.5 * (A.mean(0) + B.mean(0))
+    A, B = A - center, B - center
+    scale2 = max(float(np.einsum("ij,ij->i", A, A).max()), float(np.einsum("ij,ij->i", B, B).max()), 1e-12)
+    ab = _nnls_closest(A, B)  # exact up to the weighting of the simplex rows; its gap says if that is enough
+    if ab is not None:
+        v = ab[0] @ A - ab[1] @ B
+        f = float(v @ v)
+        gap = 2.0 * (f - float((A @ v).min()) + float((B @ v).max()))  # Frank-Wolfe gap of the whole problem
+        if gap <= tol * scale2 + rtol * f:
+            return float(np.sqrt(max(f, 0.0)))
+    f, _, _ = _closest_points(A, B, tol * scale2, rtol, max_iter, working_set, max_rounds=10_000)
+    return float(np.sqrt(max(f, 0.0)))
+
+
+def _distance_direction(A, B, max_iter: int = 100, working_set: int = 32, max_rounds: int = 8):
+    """A direction that may certify separability: the difference of the two hulls' closest points (the
+    hard-margin SVM's normal), solved only until the gap is below the squared distance (then the direction
+    separates with half the distance to spare), or None after the iteration budget."""
+    center = 0.5 * (A.mean(0) + B.mean(0))
+    f, v, ok = _closest_points(A - center, B - center, 0.0, 0.5, max_iter, working_set, max_rounds)
+    return v if ok and f > 0 else None

@@ -189,3 +189,217 @@ def test_split_phase_matches_a_full_rescan_after_every_split(seed):
     for c in clusters:
         assert clusters[c][0] == ref_clusters[c][0] and np.array_equal(clusters[c][1], ref_clusters[c][1])
     assert stuck == ref_stuck and probe.stats_.as_dict() == ref_stats
+
+
+# ---- the fast fit against a naive reference ---------------------------------------------------------------
+def lp_separable(A, B):
+    """Plain separating-hyperplane LP over all points: exists (w, b) with w.a + b >= 1 >= 1 - ... on A and
+    w.x + b <= -1 on B (feasible iff the hulls are disjoint)."""
+    from scipy.optimize import linprog
+
+    Z = np.vstack([A, B])
+    s = np.r_[np.ones(len(A)), -np.ones(len(B))]
+    A_ub = -np.hstack([Z * s[:, None], s[:, None]])
+    res = linprog(np.zeros(Z.shape[1] + 1), A_ub=A_ub, b_ub=-np.ones(len(Z)), bounds=(None, None), method="highs")
+    assert res.status in (0, 2), res.message
+    return res.status == 0
+
+
+def naive_directprobe(X, y, seed=0):
+    """The whole fit the plain way: split (rescan all pairs after every split, 2-means) until every pair of
+    clusters of different labels is separable, then merge passes (same-label pairs nearest centroids first,
+    merged if the merged hull is separable from every cluster of another label), every question one LP."""
+    import itertools
+
+    from mambacode.probing.directprobe import _two_means
+
+    rng = np.random.default_rng(seed)
+    clusters = {k: (lab, np.flatnonzero(y == lab)) for k, lab in enumerate(np.unique(y))}
+    next_id, sep, stuck = len(clusters), set(), set()
+    while True:
+        bad = None
+        for i, j in itertools.combinations(sorted(clusters), 2):
+            if clusters[i][0] == clusters[j][0] or frozenset((i, j)) in sep | stuck:
+                continue
+            if lp_separable(X[clusters[i][1]], X[clusters[j][1]]):
+                sep.add(frozenset((i, j)))
+                continue
+            bad = (i, j)
+            break
+        if bad is None:
+            break
+        split = False
+        for c in bad:
+            lab, idx = clusters[c]
+            if len(idx) < 2:
+                continue
+            mask = _two_means(X[idx], rng)
+            del clusters[c]
+            clusters[next_id], clusters[next_id + 1] = (lab, idx[mask]), (lab, idx[~mask])
+            for key in [k for k in sep if c in k]:
+                sep.discard(key)
+                sep |= {frozenset((next_id, *(key - {c}))), frozenset((next_id + 1, *(key - {c})))}
+            next_id, split = next_id + 2, True
+        if not split:
+            stuck.add(frozenset(bad))
+    stuck_ids = {c for key in stuck for c in key}
+    refused, changed = set(), True
+    while changed:
+        changed = False
+        cents = {c: X[idx].mean(0) for c, (_, idx) in clusters.items()}
+        cands = []
+        for lab in np.unique(y):
+            ids = [c for c, (l, _) in clusters.items() if l == lab and c not in stuck_ids]
+            for p, q in itertools.combinations(ids, 2):
+                cands.append((((cents[p] - cents[q]) ** 2).sum(), min(p, q), max(p, q)))
+        # ties broken like the probe's (a stable sort of pairs listed by position): compare distances only
+        cands.sort(key=lambda t: t[0])
+        gone = set()
+        for _, a, b in cands:
+            if a in gone or b in gone or frozenset((a, b)) in refused:
+                continue
+            lab = clusters[a][0]
+            merged = np.concatenate([clusters[a][1], clusters[b][1]])
+            if all(lp_separable(X[merged], X[idx]) for c, (l, idx) in clusters.items() if l != lab):
+                clusters[next_id] = (lab, merged)
+                del clusters[a], clusters[b]
+                cents[next_id] = X[merged].mean(0)
+                gone |= {a, b}
+                next_id, changed = next_id + 1, True
+            else:
+                refused.add(frozenset((a, b)))
+    return {(lab, frozenset(idx.tolist())) for lab, idx in clusters.values()}
+
+
+def probe_clusters(dp):
+    return {(lab, frozenset(idx.tolist())) for lab, idx in zip(dp.cluster_labels_, dp.clusters_)}
+
+
+def structured_sets():
+    rng = np.random.default_rng(7)
+    cases = {}
+    corners = np.array([[0, 0], [4, 4], [0, 4], [4, 0]], dtype=float)  # XOR: the labels' hulls truly overlap
+    cases["xor"] = (np.vstack([rng.normal(scale=0.4, size=(25, 2)) + c for c in corners]), np.repeat([0, 0, 1, 1], 25))
+    X = rng.normal(size=(90, 3))  # three labels of one cloud, noisy boundary: many clusters
+    cases["noisy"] = (X, (X[:, 0] + 0.7 * rng.normal(size=90) > 0).astype(int) + (X[:, 1] > 0.8))
+    R = rng.normal(size=(80, 5)) @ rng.normal(size=(5, 12))  # low rank in 12 dims, 4 labels, shared duplicates
+    yR = rng.integers(0, 4, size=80)
+    R[:4] = R[4:8]
+    cases["low_rank_dups"] = (R, yR)
+    S = np.vstack([rng.normal(size=(30, 8)) + 5 * k for k in range(3)])  # separable: one cluster per label
+    cases["separable"] = (S, np.repeat([0, 1, 2], 30))
+    return cases
+
+
+@pytest.mark.parametrize("name", ["xor", "noisy", "low_rank_dups", "separable"])
+def test_fit_matches_naive_reference(name):
+    X, y = structured_sets()[name]
+    dp = DirectProbe(distances=False).fit(X, y)
+    assert probe_clusters(dp) == naive_directprobe(X, y)
+    if name == "separable":
+        assert dp.n_clusters_ == 3
+    if name == "xor":
+        assert dp.n_clusters_ >= 3 and dp.stats_.lp_overlap >= 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_fit_matches_naive_reference_random(seed):
+    """Random points whose labels overlap: hundreds of separability questions, each path (centroid, stored
+    hint, SVM, LP) gets used; the clusters must be the naive fit's."""
+    rng = np.random.default_rng(100 + seed)
+    d = [2, 4, 6, 10][seed]
+    X = rng.normal(size=(70, d))
+    y = (X @ rng.normal(size=d) + rng.normal(scale=1.0, size=70) > 0).astype(int) + (rng.random(70) < 0.2)
+    dp = DirectProbe(distances=False, random_state=seed).fit(X, y)
+    assert probe_clusters(dp) == naive_directprobe(X, y, seed=seed)
+    assert dp.n_clusters_ > len(np.unique(y))  # the labels overlap
+
+
+@pytest.mark.parametrize("path", ["lp_only", "constraint_generation"])
+def test_fit_matches_naive_reference_on_every_path(monkeypatch, path):
+    """The other ways to a verdict: with the NNLS direction switched off every question the cheap tests leave
+    goes to the LP (which must then also prove separability); with a tiny one-piece limit the LP goes by
+    constraint generation. Same clusters as the naive fit either way, and every stored certificate (a
+    direction between two live clusters) separates them."""
+    import mambacode.probing.hull as hull
+
+    if path == "lp_only":
+        monkeypatch.setattr(hull, "_nnls_direction", lambda A, B: (None, None))
+    else:
+        monkeypatch.setattr(hull, "_LP_FULL_MAX", 50)
+    X, y = structured_sets()["low_rank_dups"]
+    dp = DirectProbe(distances=False).fit(X, y)
+    assert probe_clusters(dp) == naive_directprobe(X, y)
+    st = dp.stats_
+    assert st.lp_overlap > 0 and st.centroid > 0 and st.hint > 0
+    if path == "lp_only":
+        assert st.nnls == 0 and st.lp_separable > 0
+    live = {c: idx for c, idx in zip(dp._live_ids, dp.clusters_)}
+    checked = 0
+    for p, row in dp._certified.items():
+        for q in row:
+            w = dp._direction(dp._cents, p, q)
+            if w is not None and p in live and q in live:
+                assert (X[live[p]] @ w).min() > (X[live[q]] @ w).max()
+                checked += 1
+    assert checked > 0
+
+
+@pytest.mark.parametrize("full_max", [400_000, 60])
+def test_separation_verdicts_match_plain_lp(monkeypatch, full_max):
+    """`separation` against the plain LP on sets from clearly apart to interleaved, n < d and n > d, with the
+    LP in one piece and by constraint generation; every certificate separates its two sets."""
+    import mambacode.probing.hull as hull
+
+    monkeypatch.setattr(hull, "_LP_FULL_MAX", full_max)
+    rng = np.random.default_rng(11)
+    seen = set()
+    for trial in range(40):
+        d = int(rng.choice([3, 8, 40]))
+        na, nb = int(rng.integers(2, 40)), int(rng.integers(2, 40))
+        shift = float(rng.choice([0.0, 0.5, 1.5, 4.0]))
+        A = rng.normal(size=(na, d))
+        B = rng.normal(size=(nb, d)) + shift * np.eye(d)[0]
+        ok, w = hull.separation(A, B)
+        assert ok == lp_separable(A, B), (trial, d, na, nb, shift)
+        seen.add(ok)
+        if ok:
+            assert (A @ w).min() > (B @ w).max()
+    assert seen == {True, False}
+
+
+def qp_hull_distance(A, B):
+    """Reference: min ||alpha A - beta B||^2 over two simplices by scipy's SLSQP (small sets only)."""
+    from scipy.optimize import minimize
+
+    na, nb = len(A), len(B)
+    P = np.vstack([A, -B])
+    G = P @ P.T
+    cons = [{"type": "eq", "fun": lambda z: z[:na].sum() - 1}, {"type": "eq", "fun": lambda z: z[na:].sum() - 1}]
+    z0 = np.r_[np.full(na, 1 / na), np.full(nb, 1 / nb)]
+    res = minimize(lambda z: z @ G @ z, z0, jac=lambda z: 2 * G @ z, bounds=[(0, None)] * (na + nb),
+                   constraints=cons, method="SLSQP", options={"ftol": 1e-14, "maxiter": 1000})
+    return float(np.sqrt(max(res.fun, 0.0)))
+
+
+@pytest.mark.parametrize("working_set", [None, 2, 5, 64])
+def test_hull_hull_distance_matches_qp_reference(monkeypatch, working_set):
+    """The NNLS solution (None), and with it switched off the working-set FISTA (small sets force several
+    rounds of added points), against a plain QP."""
+    import mambacode.probing.hull as hull
+
+    if working_set is None:
+        working_set = 64
+    else:
+        monkeypatch.setattr(hull, "_nnls_closest", lambda A, B: None)
+    rng = np.random.default_rng(5)
+    for trial in range(12):
+        d = int(rng.choice([2, 5, 12]))
+        A = rng.normal(size=(int(rng.integers(2, 30)), d))
+        B = rng.normal(size=(int(rng.integers(2, 30)), d)) + float(rng.choice([1.0, 3.0, 6.0])) * rng.normal(size=d)
+        ref = qp_hull_distance(A, B)
+        got = hull_hull_distance(A, B, working_set=working_set)
+        if ref > 1e-3:
+            assert got == pytest.approx(ref, rel=2e-3), (trial, got, ref)
+        else:  # overlapping hulls: distance 0 up to the tolerance
+            assert got < 1e-2
