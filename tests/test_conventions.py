@@ -6,7 +6,7 @@
   `custom_code` tag and `trust_remote_code=True`;
 - `--push_to_hub` with the Hub out of reach: one line, exit status 3, before training;
 - `run_retrieval.py` reads JSON-lines / CSV files and `--dataset_name` as well as `save_to_disk` folders;
-- the README's tiny-run tables are the committed tiny run's (`docs/tiny-run/`).
+- the docs' tiny-run tables (`docs/tiny-run-results.md`) are the committed tiny run's (`docs/tiny-run/`).
 References are independent of the code under test: config.json read as JSON, token counts, hand-written
 expectations, the same rows through another data path."""
 
@@ -388,7 +388,7 @@ def test_run_retrieval_names_the_file_and_the_columns_it_found(data, tmp_path, c
     assert "--dataset_name" in err and "loading script" in err and "Traceback" not in err
 
 
-# ------------------------------------------------------------------------------------------ the README's tiny run
+# ---------------------------------------------------------------------------------------- the docs' tiny run
 TINY_RUN = os.path.join(ROOT, "docs", "tiny-run")
 
 
@@ -404,13 +404,12 @@ def _tables(text: str) -> list[str]:
     return blocks
 
 
-def test_readme_tiny_run_tables_are_the_committed_run():
-    """Every table of the README's tiny-run section is a table of the committed tiny run's report, and that
-    report's Table 1 and BM25 table are what `results.json` of the same run renders to."""
+def test_docs_tiny_run_tables_are_the_committed_run():
+    """Every table of the tiny run's results page (`docs/tiny-run-results.md`) is a table of the committed tiny
+    run's report, and that report's Table 1 and BM25 table are what `results.json` of the same run renders to."""
     from mambacode.training.reproduction_report import results_table, retrieval_table
 
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    section = readme.split("### Results of a real tiny run", 1)[1].split("\n## ", 1)[0]
+    section = open(os.path.join(ROOT, "docs", "tiny-run-results.md"), encoding="utf-8").read()
     report = open(os.path.join(TINY_RUN, "report.md"), encoding="utf-8").read()
     rows = _json(os.path.join(TINY_RUN, "results.json"))
     report_tables = _tables(report)
@@ -418,5 +417,19 @@ def test_readme_tiny_run_tables_are_the_committed_run():
     shown = _tables(section)
     assert len(shown) >= 4
     for table in shown:
-        assert table in report_tables, "README table not in docs/tiny-run/report.md:\n" + table
+        assert table in report_tables, "docs/tiny-run-results.md table not in docs/tiny-run/report.md:\n" + table
     assert results_table(rows) in shown and retrieval_table(rows) in shown
+
+
+def test_readme_is_a_front_door_whose_links_stay_in_the_repository():
+    """README.md stays short (a front door of about 250 lines) and every link in it is a relative path to a file
+    of this repository, mostly the pages under docs/; the rest is the documentation site (`mkdocs build --strict`
+    in .ci/run checks the links and anchors of docs/)."""
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert len(readme.splitlines()) <= 260
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert targets
+    for target in targets:
+        assert "://" not in target and not target.startswith(("/", "..")), target
+        path = target.split("#", 1)[0]
+        assert path and os.path.isfile(os.path.join(ROOT, path)), target

@@ -230,7 +230,7 @@ def test_lora_with_task_type_round_trips_through_auto_peft_model(tmp_path, token
     from peft import AutoPeftModelForFeatureExtraction, LoraConfig, PeftModelForFeatureExtraction, TaskType, get_peft_model
 
     base, folder = _saved(tmp_path, tokenizer, tiny)
-    # the README's example
+    # the LoRA example of docs/models.md
     lora = LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=8, lora_alpha=16,
                       target_modules=["proj_uf", "proj_ub", "proj_cf", "proj_cb"], init_lora_weights=False)
     peft_model = get_peft_model(MambaCodeForRetrieval.from_pretrained(folder), lora).eval()

@@ -476,7 +476,7 @@ def test_bf16_autocast_training_on_cpu_saves_float32_weights(data, tmp_path):
 
 def test_torch_compile_is_opt_in_and_the_saved_folder_loads_without_it(data, tmp_path):
     """`--torch_compile` (transformers' flag; measured +45% tokens/s at L = 256 with bf16 on CPU, slower beyond
-    1,024, see the README's throughput benchmark) trains a compiled
+    1,024, see the throughput benchmark in docs/benchmarks.md) trains a compiled
     model, and the folder it saves is the plain model: every weight under its own name (no compiler
     wrapper prefix), loadable through AutoModel without compiling anything."""
     out = str(tmp_path / "mlm_compiled")
