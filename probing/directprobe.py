@@ -26,7 +26,8 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from .hull import SeparabilityStats, direction_separates, hull_hull_distance, point_hull_distances, separation
+from .hull import (SeparabilityStats, directions_separate, hull_hull_distance, point_hull_bounds, point_hull_closest,
+                   point_hull_distances, separation)
 
 
 def _two_means(X: np.ndarray, rng: np.random.Generator, iters: int = 20) -> np.ndarray:
@@ -333,20 +334,34 @@ class DirectProbe:
         rest = [c for c, k in zip(others, ok) if not k]
         if not rest:
             return certs
-        still = []
-        for c in rest:
-            B = X[clusters[c][1]]
-            for w in (self._direction(cents, a, c), self._direction(cents, b, c)):
-                if w is not None and direction_separates(w, M, B, max(am, absmax[c])):
+        # the directions that proved a and b apart from c, for all such c at once (one product with M)
+        hints = {c: [h for h in (self._direction(cents, a, c), self._direction(cents, b, c)) if h is not None]
+                 for c in rest}
+        owners = [c for c in rest for _ in hints[c]]
+        if owners:
+            ok = directions_separate(np.stack([h for c in rest for h in hints[c]]), M,
+                                     [X[clusters[c][1]] for c in owners], [max(am, absmax[c]) for c in owners])
+            for c, w, k in zip(owners, (h for c in rest for h in hints[c]), ok):
+                if k and c not in certs:
                     self.stats_.hint += 1
                     certs[c] = w
-                    break
-            else:
-                still.append(c)
+        still = [c for c in rest if c not in certs]
         still.sort(key=lambda c: float(((cents[c] - mc) ** 2).sum()))
-        for c in still:
+        single = [c for c in still if len(clusters[c][1]) == 1]
+        if single and mode == "exact":
+            # single points (overlaps split down to one point, conflicts): all at once, the direction from
+            # each to its nearest point of conv(M) (batched point-to-hull QPs, loose: only the sign matters)
+            P = X[[int(clusters[c][1][0]) for c in single]]
+            _, Q = point_hull_closest(P, M, tol=1e-9, rtol=0.5, max_iter=200, max_rounds=3)
+            ok = directions_separate(Q - P, M, [p[None] for p in P], [max(am, absmax[c]) for c in single])
+            for c, w, k in zip(single, Q - P, ok):
+                if k:
+                    self.stats_.point_hull += 1
+                    certs[c] = w
+            still = [c for c in still if c not in certs]
+        for c in still:  # (the hints, checked above, span the subspace step there: see hull.separation)
             okc, w = separation(M, X[clusters[c][1]], self.stats_, mode=mode, centroid=False,
-                                scale=max(am, absmax[c]))
+                                scale=max(am, absmax[c]), hints=hints[c], hints_checked=True)
             if not okc:
                 return None
             certs[c] = w
@@ -373,9 +388,37 @@ class DirectProbe:
             D[:, c] = point_hull_distances(X, self._X[idx], tol=self.tol, rtol=self.rtol)
         return D
 
+    def nearest_clusters(self, X) -> np.ndarray:
+        """Index of the cluster whose hull is nearest to each row of X: `decision_distances(X).argmin(1)`,
+        without solving every point-to-hull QP. Cheap bounds first (`hull.point_hull_bounds`: the distance
+        to the nearest vertex above, projections below); each point's QP for the cluster of its smallest
+        upper bound is solved, which gives d_best; a cluster whose lower bound exceeds d_best is farther
+        than that cluster for sure (its solved distance, never below the true one, could not be the
+        minimum either) and is skipped; the QPs of the other clusters are solved as in
+        `decision_distances`, and the argmin is taken over those (ties: the lower index, as argmin)."""
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float64)
+        n, k = len(X), self.n_clusters_
+        LB, UB = np.empty((n, k)), np.empty((n, k))
+        for c, idx in enumerate(self.clusters_):
+            LB[:, c], UB[:, c] = point_hull_bounds(X, self._X[idx])
+        D = np.full((n, k), np.inf)
+        first = UB.argmin(1)
+        for c in np.unique(first):
+            rows = np.flatnonzero(first == c)
+            D[rows, c] = point_hull_distances(X[rows], self._X[self.clusters_[c]], tol=self.tol, rtol=self.rtol)
+        best = D[np.arange(n), first]
+        todo = (LB <= best[:, None]) & ~np.isfinite(D)
+        for c in range(k):
+            rows = np.flatnonzero(todo[:, c])
+            if len(rows):
+                D[rows, c] = point_hull_distances(X[rows], self._X[self.clusters_[c]], tol=self.tol, rtol=self.rtol)
+        self.prediction_qps_ = {"solved": int(np.isfinite(D).sum()), "of": int(n * k)}
+        return D.argmin(1)
+
     def predict(self, X) -> np.ndarray:
-        D = self.decision_distances(X)
-        return self.cluster_labels_[D.argmin(1)]
+        nearest = self.nearest_clusters(X)
+        return self.cluster_labels_[nearest]
 
     def score(self, X, y) -> float:
         return float(np.mean(self.predict(X) == np.asarray(y)))
@@ -396,6 +439,7 @@ class DirectProbe:
             "phase_times_s": {k: round(float(v), 3) for k, v in self.phase_times_.items()},
             "separability_checks": self.stats_.as_dict(),
             "merge_counts": dict(self.merge_counts_),
+            "prediction_qps": dict(self.prediction_qps_),
         }
         out.update(self.distance_summary())
         return out

@@ -315,23 +315,33 @@ def test_fit_matches_naive_reference_random(seed):
     assert dp.n_clusters_ > len(np.unique(y))  # the labels overlap
 
 
-@pytest.mark.parametrize("path", ["lp_only", "constraint_generation"])
+@pytest.mark.parametrize("path", ["default", "nnls", "lp_only", "constraint_generation"])
 def test_fit_matches_naive_reference_on_every_path(monkeypatch, path):
-    """The other ways to a verdict: with the NNLS direction switched off every question the cheap tests leave
-    goes to the LP (which must then also prove separability); with a tiny one-piece limit the LP goes by
-    constraint generation. Same clusters as the naive fit either way, and every stored certificate (a
-    direction between two live clusters) separates them."""
+    """The other ways to a verdict: "default" (hints, their subspace, the batched point-to-hull directions
+    for single points, NNLS); "nnls" with the subspace and point-to-hull steps switched off (NNLS certifies
+    what the centroid and hints leave); "lp_only" with NNLS off too, so every question the cheap tests leave
+    goes to the LP (which must then also prove separability); "constraint_generation", a tiny one-piece
+    limit so the LP goes by constraint generation. Same clusters as the naive fit in every case, and every
+    stored certificate (a direction between two live clusters) separates them."""
+    import mambacode.probing.directprobe as dpm
     import mambacode.probing.hull as hull
 
+    if path in ("nnls", "lp_only"):
+        monkeypatch.setattr(hull, "_subspace_direction", lambda A, B, dirs, **kw: None)
+        monkeypatch.setattr(dpm, "point_hull_closest", lambda P, M, **kw: (None, P.copy()))
     if path == "lp_only":
-        monkeypatch.setattr(hull, "_nnls_direction", lambda A, B: (None, None))
-    else:
+        monkeypatch.setattr(hull, "_nnls_direction", lambda A, B, **kw: (None, None))
+    elif path == "constraint_generation":
         monkeypatch.setattr(hull, "_LP_FULL_MAX", 50)
     X, y = structured_sets()["low_rank_dups"]
     dp = DirectProbe(distances=False).fit(X, y)
     assert probe_clusters(dp) == naive_directprobe(X, y)
     st = dp.stats_
     assert st.lp_overlap > 0 and st.centroid > 0 and st.hint > 0
+    if path == "default":
+        assert st.subspace + st.point_hull > 0
+    if path == "nnls":
+        assert st.subspace == st.point_hull == 0 and st.nnls > 0
     if path == "lp_only":
         assert st.nnls == 0 and st.lp_separable > 0
     live = {c: idx for c, idx in zip(dp._live_ids, dp.clusters_)}
@@ -403,3 +413,64 @@ def test_hull_hull_distance_matches_qp_reference(monkeypatch, working_set):
             assert got == pytest.approx(ref, rel=2e-3), (trial, got, ref)
         else:  # overlapping hulls: distance 0 up to the tolerance
             assert got < 1e-2
+
+
+@pytest.mark.parametrize("working_set", [1, 3, 32])
+def test_point_hull_distances_match_qp_reference(working_set):
+    """Batched point-to-hull distances with per-point working sets (1 and 3 force rounds of added vertices)
+    against the plain QP, for points outside, on the boundary of and inside the hull."""
+    rng = np.random.default_rng(9)
+    for d, m in ((2, 7), (6, 25), (15, 40)):
+        H = rng.normal(size=(m, d))
+        inside = rng.dirichlet(np.ones(m), size=3) @ H
+        P = np.vstack([rng.normal(size=(10, d)) * 3, inside, H[:2]])
+        got = point_hull_distances(P, H, working_set=working_set, batch=7)
+        ref = np.array([qp_hull_distance(H, p[None]) for p in P])
+        for g, r in zip(got, ref):
+            if r > 1e-2:
+                assert g == pytest.approx(r, rel=2e-3)
+            else:
+                assert g < 2e-2
+
+
+def test_separation_with_hints_on_larger_sets_matches_plain_lp():
+    """Sets of 150-300 points with hint directions (the subspace step), from apart to interleaved: the verdict
+    is the plain LP's, every certificate separates its two sets, and the subspace step, NNLS and the LP's
+    overlap proofs are all used."""
+    import mambacode.probing.hull as hull
+
+    rng = np.random.default_rng(12)
+    stats = SeparabilityStats()
+    for trial in range(24):
+        d = int(rng.choice([5, 20, 60]))
+        na, nb = int(rng.integers(150, 300)), int(rng.integers(150, 300))
+        shift = float(rng.choice([0.0, 1.0, 3.0, 6.0]))
+        A = rng.normal(size=(na, d)) + shift * np.eye(d)[0]
+        B = rng.normal(size=(nb, d))
+        hints = [np.eye(d)[0] + 0.8 * rng.normal(size=d), rng.normal(size=d)] if trial % 2 else []
+        ok, w = hull.separation(A, B, stats, hints=hints, centroid=bool(trial % 3))
+        assert ok == lp_separable(A, B), (trial, d, shift)
+        if ok:
+            assert (A @ w).min() > (B @ w).max()
+    assert stats.lp_overlap > 0 and stats.nnls > 0 and stats.subspace + stats.hint > 0
+
+
+def test_point_hull_bounds_and_pruned_prediction():
+    """Bounds bracket the QP distance; `nearest_clusters` (bounds, then only the QPs that can matter) picks
+    the cluster `decision_distances` (every QP) picks, on overlapping labels with many clusters."""
+    from mambacode.probing.hull import point_hull_bounds
+
+    rng = np.random.default_rng(4)
+    H = rng.normal(size=(25, 6))
+    P = np.vstack([rng.normal(size=(30, 6)) * 2, rng.dirichlet(np.ones(25), size=5) @ H])
+    lo, hi = point_hull_bounds(P, H)
+    ref = np.array([qp_hull_distance(H, p[None]) for p in P])
+    assert np.all(lo <= ref + 1e-6) and np.all(ref <= hi + 1e-6) and np.all(lo[-5:] < 1e-6)
+    assert (lo > 0.5 * ref).mean() > 0.5  # not vacuous
+    X = rng.normal(size=(300, 5))
+    y = (X @ rng.normal(size=5) + rng.normal(size=300) > 0).astype(int) + (X[:, 0] > 1)
+    dp = DirectProbe(distances=False).fit(X, y)
+    assert dp.n_clusters_ > 6
+    Xt = rng.normal(size=(400, 5)) * 1.3
+    np.testing.assert_array_equal(dp.nearest_clusters(Xt), dp.decision_distances(Xt).argmin(1))
+    assert dp.prediction_qps_["solved"] < dp.prediction_qps_["of"]
