@@ -145,6 +145,36 @@ def evaluate_distillation(corpus_dir: str, student: str | None = None, teacher: 
     return result
 
 
+def checkpoint_curve(run_dir: str, corpus_dir: str, pools=("plain", "long"), max_queries: int | None = 500,
+                     max_query_length: int = 64) -> list[dict]:
+    """Dense validation MRR of every checkpoint's student (`checkpoint-N/student`) against the CPU seconds the run
+    had spent by then (`checkpoint-N/cpu_seconds.json`): the curve an arm is judged by (MRR per CPU minute)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from mambacode.training.metrics_loader import retrieval_metrics
+
+    from .train import CPU_RECORD
+
+    data = {p: pool_rows(corpus_dir, *VALIDATION[p], max_queries=max_queries) for p in pools}
+    points = []
+    names = [n for n in os.listdir(run_dir) if n.startswith("checkpoint-") and n.split("-")[-1].isdigit()]
+    for name in sorted(names, key=lambda n: int(n.split("-")[-1])):
+        folder = os.path.join(run_dir, name)
+        if not os.path.exists(os.path.join(folder, CPU_RECORD)):
+            continue
+        with open(os.path.join(folder, CPU_RECORD)) as f:
+            point = json.load(f)
+        model = AutoModel.from_pretrained(os.path.join(folder, "student")).eval()
+        tok = AutoTokenizer.from_pretrained(os.path.join(folder, "student"))
+        with torch.no_grad():
+            for p, (queries, pool, gold) in data.items():
+                scores = student_scores(model, tok, queries, pool, max_query_length, CODE_LENGTH[p])
+                point[f"{p}_mrr"] = retrieval_metrics(scores, gold)["mrr"]
+        points.append(point)
+    return points
+
+
 def markdown_table(result: dict, metric: str = "mrr") -> str:
     """One row per ranker, one column per pool: `metric` x 100."""
     from mambacode.tables import markdown_table as table
@@ -173,7 +203,23 @@ def main(argv=None) -> int:
     ap.add_argument("--max_queries", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--output", default=None, help="write the result as JSON here")
+    ap.add_argument("--curve", default=None, metavar="RUN_DIR",
+                    help="instead: the validation MRR of every checkpoint of RUN_DIR against its CPU minutes")
     args = ap.parse_args(argv)
+    if args.curve:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        points = checkpoint_curve(args.curve, args.corpus_dir, max_queries=args.max_queries or 500)
+        from mambacode.tables import markdown_table as table
+
+        keys = [k for k in points[0] if k.endswith("_mrr")] if points else []
+        print(table(["step", "CPU min", "wall min"] + keys,
+                    [[p["global_step"], f"{p['cpu_seconds'] / 60:.1f}", f"{p['wall_seconds'] / 60:.1f}"]
+                     + [f"{100 * p[k]:.1f}" for k in keys] for p in points]))
+        if args.output:
+            atomic_write_text(args.output, json.dumps(points, indent=2))
+        return 0
     result = evaluate_distillation(args.corpus_dir, args.student, not args.no_teacher, args.cache_root,
                                    tuple(args.pools), not args.teacher_fp32, args.max_queries, threads=args.threads)
     print(markdown_table(result))

@@ -143,10 +143,9 @@ def cache_dir_for(root: str, teacher: Teacher) -> str:
 def cache_teacher_embeddings(texts, root: str, teacher: Teacher | None = None, shard_size: int = 2048,
                              batch_tokens: int = 8192, progress: bool = True) -> str:
     """Embed every distinct text of `texts` window by window and store the result under
-    `root/teacher-<fingerprint>/` as a `datasets.Dataset` (`key`, `windows` (list of 384-float vectors),
-    `window_tokens`). Texts already cached (in a finished shard) are skipped, so a killed run resumes; the
+    `root/teacher-<fingerprint>/dataset-<hash of the texts>` as a `datasets.Dataset` (`key`, `windows` (list of
+    384-float vectors), `window_tokens`); the raw windows live in `shards/`, shared by every set of texts. Texts already cached (in a finished shard) are skipped, so a killed run resumes; the
     finished dataset is written once, atomically. Returns the dataset's folder (`load_teacher_cache`)."""
-    import datasets
     from tqdm.auto import tqdm
 
     from mambacode.atomic import atomic_directory, atomic_path
@@ -166,8 +165,8 @@ def cache_teacher_embeddings(texts, root: str, teacher: Teacher | None = None, s
     # long texts first inside each shard keeps batches of similar length; shards stay in a fixed order
     started = time.time()
     bar = tqdm(total=len(todo), desc="teacher", unit="text", disable=not progress)
-    # shard names are unique per writer (time, pid, counter), so two processes filling one cache never collide
-    stem = f"shard-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
+    # shard names are unique per call (nanosecond time, pid, counter), so no writer overwrites another's shard
+    stem = f"shard-{time.time_ns()}-{os.getpid()}"  # two calls of one process within a second stay apart
     n_shards = 0
     for s in range(0, len(todo), shard_size):
         chunk = todo[s:s + shard_size]
@@ -183,24 +182,10 @@ def cache_teacher_embeddings(texts, root: str, teacher: Teacher | None = None, s
         bar.update(len(chunk))
     bar.close()
     wanted = set(keys)
-    rows, seen = {"key": [], "windows": [], "window_tokens": []}, set()
-    for name in sorted(os.listdir(shards)):
-        if not name.endswith(".npz"):
-            continue
-        with np.load(os.path.join(shards, name)) as z:
-            pos = 0
-            for k, c in zip(z["keys"], z["counts"]):
-                if str(k) in wanted and str(k) not in seen:
-                    seen.add(str(k))
-                    rows["key"].append(str(k))
-                    rows["windows"].append(z["emb"][pos:pos + c])
-                    rows["window_tokens"].append(z["tokens"][pos:pos + c])
-                pos += c
-    features = datasets.Features({"key": datasets.Value("string"),
-                                  "windows": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
-                                  "window_tokens": datasets.Sequence(datasets.Value("int64"))})
-    ds = datasets.Dataset.from_dict(rows, features=features)
-    target = os.path.join(folder, "dataset")
+    ds = _cache_table(shards, wanted)
+    # one dataset per set of texts (its name hashes their keys): runs asking for different texts never swap
+    # each other's table
+    target = os.path.join(folder, "dataset-" + hashlib.sha256("\n".join(sorted(wanted)).encode()).hexdigest()[:12])
     with atomic_directory(target) as tmp:
         ds.save_to_disk(tmp)
     with atomic_path(os.path.join(folder, "teacher.json")) as tmp:
@@ -211,11 +196,46 @@ def cache_teacher_embeddings(texts, root: str, teacher: Teacher | None = None, s
     return target
 
 
+def _cache_table(shards: str, wanted: set):
+    """The `datasets.Dataset` of the cached texts in `wanted`, built from the shards as Arrow arrays (no Python
+    floats: a list<fixed_size_list<float32, 384>> column over one flat float32 buffer)."""
+    import datasets
+    import pyarrow as pa
+
+    keys, counts, embs, tokens, seen = [], [], [], [], set()
+    for name in sorted(os.listdir(shards)):
+        if not name.endswith(".npz"):
+            continue
+        with np.load(os.path.join(shards, name)) as z:
+            starts = np.concatenate([[0], np.cumsum(z["counts"])])
+            emb, tok = z["emb"], z["tokens"]
+            for i, k in enumerate(z["keys"]):
+                k = str(k)
+                if k in wanted and k not in seen:
+                    seen.add(k)
+                    keys.append(k)
+                    counts.append(int(z["counts"][i]))
+                    embs.append(emb[starts[i]:starts[i + 1]])
+                    tokens.append(tok[starts[i]:starts[i + 1]])
+    flat = np.concatenate(embs).astype(np.float32) if embs else np.zeros((0, TEACHER_DIM), np.float32)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    windows = pa.ListArray.from_arrays(offsets, pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)),
+                                                                                    TEACHER_DIM))
+    token_col = pa.ListArray.from_arrays(offsets, pa.array(np.concatenate(tokens) if tokens else np.zeros(0, np.int64)))
+    return datasets.Dataset(pa.table({"key": pa.array(keys, pa.string()), "windows": windows,
+                                      "window_tokens": token_col}))
+
 
 def load_teacher_cache(folder: str) -> dict:
-    """{sha256 of text: (window embeddings (w, 384) float32, word pieces per window)} from a cache dataset."""
+    """{sha256 of text: (window embeddings (w, 384) float32, word pieces per window)} from a cache dataset, read
+    from its Arrow buffers (no per-float Python objects)."""
     import datasets
 
-    ds = datasets.load_from_disk(folder).with_format("numpy")
-    return {k: (np.asarray(w, dtype=np.float32).reshape(-1, TEACHER_DIM), np.asarray(t))
-            for k, w, t in zip(ds["key"], ds["windows"], ds["window_tokens"])}
+    table = datasets.load_from_disk(folder).with_format("arrow")[:]
+    windows = table.column("windows").combine_chunks()
+    tokens = table.column("window_tokens").combine_chunks()
+    offsets = windows.offsets.to_numpy()
+    flat = windows.values.flatten().to_numpy(zero_copy_only=False).reshape(-1, TEACHER_DIM)
+    tok = tokens.values.to_numpy(zero_copy_only=False)
+    keys = table.column("key").to_pylist()
+    return {k: (flat[offsets[i]:offsets[i + 1]], tok[offsets[i]:offsets[i + 1]]) for i, k in enumerate(keys)}

@@ -32,6 +32,7 @@ from .teacher import TEACHER_DIM, Teacher, cache_teacher_embeddings, load_teache
 
 logger = logging.getLogger(__name__)
 PROGRESS = "distill_progress.json"  # CPU and wall seconds of every piece of a resumed run
+CPU_RECORD = "cpu_seconds.json"  # in each checkpoint: CPU and wall seconds of the whole run up to that step
 
 
 @dataclass
@@ -239,6 +240,12 @@ def _groups(texts: list[str]) -> np.ndarray:
     return np.array([index.setdefault(t, len(index)) for t in texts], dtype=np.int64)
 
 
+def _tokenize_unique(tokenizer, texts: list[str], max_length: int) -> list:
+    unique = list(dict.fromkeys(texts))
+    ids = dict(zip(unique, tokenizer(unique, truncation=True, max_length=max_length)["input_ids"]))
+    return [ids[t] for t in texts]
+
+
 def prepare_rows(args: DistillArguments, tokenizer, cache: dict, pairs: dict) -> dict:
     """{"short": Rows, "long": Rows} tokenised with the student's tokenizer, with the teacher's targets."""
     out = {}
@@ -247,8 +254,8 @@ def prepare_rows(args: DistillArguments, tokenizer, cache: dict, pairs: dict) ->
         if source not in pairs:
             continue
         qs, cs = pairs[source]["query"], pairs[source]["code"]
-        q_ids = tokenizer(qs, truncation=True, max_length=args.max_query_length)["input_ids"]
-        c_ids = tokenizer(cs, truncation=True, max_length=limit)["input_ids"]
+        q_ids = _tokenize_unique(tokenizer, qs, args.max_query_length)
+        c_ids = _tokenize_unique(tokenizer, cs, limit)  # a document repeats once per query: tokenised once
         out[kind] = Rows(q_ids, c_ids, targets(qs, cache, args.target_rule), targets(cs, cache, args.target_rule),
                          _groups(qs), _groups(cs))
     return out
@@ -289,6 +296,7 @@ def run_distill(args: DistillArguments, training_args) -> dict:
     wrapper = DistillationModel(model, args.weights())
     trainer = DistillationTrainer(model=wrapper, args=training_args, train_dataset=PlannedBatches(plan),
                                   data_collator=BatchCollator(plan, rows, tokenizer.pad_token_id),
+                                  processing_class=tokenizer,
                                   callbacks=[NaNGuardCallback()])
     out = training_args.output_dir
     checkpoint = last_complete_checkpoint(out) if os.path.isdir(out) else None
@@ -319,6 +327,17 @@ class DistillationTrainer(GuardedTrainer):
     listwise), averaged over each logging window."""
 
     _parts: dict = {}
+    cpu_before = wall_before = 0.0  # CPU / wall seconds of the pieces before the checkpoint resumed from
+    cpu_start, wall_start = time.process_time(), time.time()
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        record = os.path.join(resume_from_checkpoint, CPU_RECORD) if resume_from_checkpoint else None
+        if record and os.path.exists(record):
+            with open(record) as f:
+                saved = json.load(f)
+            self.cpu_before, self.wall_before = saved["cpu_seconds"], saved["wall_seconds"]
+        self.cpu_start, self.wall_start = time.process_time(), time.time()
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
@@ -328,6 +347,21 @@ class DistillationTrainer(GuardedTrainer):
         if model.training and not bool(torch.isfinite(outputs["loss"].detach())):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # raises, naming the batch
         return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+    def _save_checkpoint(self, model, trial):
+        """The checkpoint, plus the student alone in `checkpoint-N/student` (a loadable retrieval folder), so
+        every checkpoint can be evaluated on its own: the curves of MRR against CPU minutes."""
+        super()._save_checkpoint(model, trial)
+        if self.is_world_process_zero():
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            wrapper = self.accelerator.unwrap_model(self.model)
+            wrapper.student.save_pretrained(os.path.join(folder, "student"))
+            cpu = self.cpu_before + time.process_time() - self.cpu_start
+            atomic_write_text(os.path.join(folder, CPU_RECORD), json.dumps(
+                {"global_step": self.state.global_step, "cpu_seconds": round(cpu, 1),
+                 "wall_seconds": round(self.wall_before + time.time() - self.wall_start, 1)}))
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(os.path.join(folder, "student"))
 
     def log(self, logs, *args, **kwargs):
         if "loss" in logs and self._parts:

@@ -73,7 +73,8 @@ def test_cache_resumes_and_matches_direct_embedding(tmp_path, teacher, monkeypat
     real = small.embed_windows
     monkeypatch.setattr(small, "embed_windows", lambda w, b=8192: calls.append(len(w)) or real(w, b))
     second = cache_teacher_embeddings(CODE + [long_text], str(tmp_path), small, shard_size=2, progress=False)
-    assert first == second
+    assert os.path.dirname(first) == os.path.dirname(second) and first != second  # one table per set of texts
+    assert set(load_teacher_cache(first)) == {text_key(t) for t in CODE[:2]}
     assert sum(calls) == sum(len(small.windows(t)) for t in CODE[2:] + [long_text])  # only the new texts ran
     cache = load_teacher_cache(second)
     assert set(cache) == {text_key(t) for t in CODE + [long_text]}
@@ -226,13 +227,18 @@ def test_a_whole_run_trains_resumes_evaluates_and_loads(tmp_path):
                                  learning_rate=1e-3, report_to="none", use_cpu=True, seed=0)
 
     first = run_distill(args, targs(2))
-    assert first["steps"] == 2 and os.path.isdir(tmp_path / "run" / "checkpoint-2")
+    assert first["steps"] == 2 and os.path.isdir(tmp_path / "run" / "checkpoint-2" / "student")
     second = run_distill(args, targs(4))  # resumes from checkpoint-2
     assert second["steps"] == 4
     with open(tmp_path / "run" / "distill_progress.json") as f:
         progress = json.load(f)
     assert [p["from_checkpoint"] for p in progress["pieces"]][0] is None
     assert progress["pieces"][1]["from_checkpoint"].endswith("checkpoint-2")
+    with open(tmp_path / "run" / "checkpoint-4" / "cpu_seconds.json") as f:
+        cpu4 = json.load(f)
+    with open(tmp_path / "run" / "checkpoint-2" / "cpu_seconds.json") as f:
+        cpu2 = json.load(f)
+    assert cpu4["global_step"] == 4 and cpu4["cpu_seconds"] >= cpu2["cpu_seconds"] > 0  # carried over the resume
     student = second["student"]
     model = AutoModel.from_pretrained(student)
     tok = AutoTokenizer.from_pretrained(student)
@@ -247,3 +253,8 @@ def test_a_whole_run_trains_resumes_evaluates_and_loads(tmp_path):
         assert all(0 < rows[r]["mrr"] <= 1 for r in rows)
     assert result["choices"]["long"]["teacher_rule"] in ("mean", "first", "weighted", "maxsim")
     assert "| student |" in markdown_table(result)
+    from mambacode.distill.evaluate import checkpoint_curve
+
+    curve = checkpoint_curve(str(tmp_path / "run"), corpus, pools=("plain", "long"), max_queries=4)
+    assert [p["global_step"] for p in curve] == [2, 4]
+    assert all(0 < p["plain_mrr"] <= 1 and 0 < p["long_mrr"] <= 1 for p in curve)
