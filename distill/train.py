@@ -32,6 +32,7 @@ from .teacher import TEACHER_DIM, Teacher, cache_teacher_embeddings, load_teache
 
 logger = logging.getLogger(__name__)
 PROGRESS = "distill_progress.json"  # CPU and wall seconds of every piece of a resumed run
+PROJECTION_FILE = "distill_projection.safetensors"  # beside a saved student: the match term's 384-wide map
 CPU_RECORD = "cpu_seconds.json"  # in each checkpoint: CPU and wall seconds of the whole run up to that step
 
 
@@ -151,6 +152,34 @@ class DistillationModel(nn.Module):
         s_c, _ = self.student.embed(code_input_ids, code_attention_mask)
         return distillation_loss(s_q, s_c, self.projection(s_q), self.projection(s_c), query_target, code_target,
                                  query_groups, code_groups, self.weights)
+
+
+def save_student(wrapper: DistillationModel, tokenizer, folder: str) -> None:
+    """The student as a plain retrieval folder, plus its projection in `PROJECTION_FILE` (not part of the model:
+    a later run started from this folder continues the match term instead of restarting it)."""
+    from safetensors.torch import save_file
+
+    wrapper.student.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    save_file({"weight": wrapper.projection.weight.detach().cpu().contiguous()}, os.path.join(folder, PROJECTION_FILE))
+
+
+def load_projection(wrapper: DistillationModel, folder: str) -> bool:
+    """Load `folder`'s saved projection into `wrapper` when there is one of the right shape; True if loaded."""
+    from safetensors.torch import load_file
+
+    path = os.path.join(folder, PROJECTION_FILE) if os.path.isdir(folder) else None
+    if not path or not os.path.exists(path):
+        return False
+    weight = load_file(path)["weight"]
+    if weight.shape != wrapper.projection.weight.shape:
+        logger.warning("%s has shape %s, the student needs %s: starting a new projection", path,
+                       tuple(weight.shape), tuple(wrapper.projection.weight.shape))
+        return False
+    with torch.no_grad():
+        wrapper.projection.weight.copy_(weight)
+    return True
 
 
 # ------------------------------------------------------------------------------------------ batches
@@ -294,6 +323,8 @@ def run_distill(args: DistillArguments, training_args) -> dict:
     training_args.per_device_train_batch_size = 1
     training_args.remove_unused_columns = False
     wrapper = DistillationModel(model, args.weights())
+    if args.student != "new":
+        load_projection(wrapper, args.student)  # a student saved by an earlier run carries its projection
     trainer = DistillationTrainer(model=wrapper, args=training_args, train_dataset=PlannedBatches(plan),
                                   data_collator=BatchCollator(plan, rows, tokenizer.pad_token_id),
                                   processing_class=tokenizer,
@@ -315,8 +346,7 @@ def run_distill(args: DistillArguments, training_args) -> dict:
                      "arguments": asdict(args)})
     atomic_write_text(progress_path, json.dumps(progress, indent=2))
     student_dir = os.path.join(out, "student")
-    model.save_pretrained(student_dir)
-    tokenizer.save_pretrained(student_dir)
+    save_student(wrapper, tokenizer, student_dir)
     atomic_write_text(os.path.join(student_dir, "distill.json"), json.dumps(progress, indent=2))
     return {"student": student_dir, **{k: progress[k] for k in ("steps", "cpu_seconds", "wall_seconds")},
             "tokens": tokens}
@@ -354,14 +384,11 @@ class DistillationTrainer(GuardedTrainer):
         super()._save_checkpoint(model, trial)
         if self.is_world_process_zero():
             folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            wrapper = self.accelerator.unwrap_model(self.model)
-            wrapper.student.save_pretrained(os.path.join(folder, "student"))
+            save_student(self.accelerator.unwrap_model(self.model), self.processing_class, os.path.join(folder, "student"))
             cpu = self.cpu_before + time.process_time() - self.cpu_start
             atomic_write_text(os.path.join(folder, CPU_RECORD), json.dumps(
                 {"global_step": self.state.global_step, "cpu_seconds": round(cpu, 1),
                  "wall_seconds": round(self.wall_before + time.time() - self.wall_start, 1)}))
-            if self.processing_class is not None:
-                self.processing_class.save_pretrained(os.path.join(folder, "student"))
 
     def log(self, logs, *args, **kwargs):
         if "loss" in logs and self._parts:

@@ -246,6 +246,16 @@ def test_a_whole_run_trains_resumes_evaluates_and_loads(tmp_path):
     assert not any("projection" in k for k in model.state_dict())
     emb = model.encode(["read the lines of a file"], tok)
     assert emb.shape == (1, 16) and abs(float(emb.norm()) - 1) < 1e-5
+    # a run started from the saved student continues its projection (the match term does not restart)
+    from safetensors.torch import load_file
+
+    from mambacode.distill.train import PROJECTION_FILE, DistillationModel, build_student, load_projection
+
+    saved = load_file(os.path.join(student, PROJECTION_FILE))["weight"]
+    follow = DistillArguments(corpus_dir=corpus, teacher_cache=str(tmp_path / "cache"), student=student)
+    wrapper = DistillationModel(build_student(follow)[0], follow.weights())
+    assert not torch.equal(wrapper.projection.weight, saved)
+    assert load_projection(wrapper, student) and torch.equal(wrapper.projection.weight, saved)
     result = evaluate_distillation(corpus, student, cache_root=str(tmp_path / "teval"))
     for pool in ("plain", "adv", "long"):
         rows = result["pools"][pool]
