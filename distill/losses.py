@@ -6,7 +6,7 @@ in-batch similarity structure.
          + w_listwise * KL(softmax(t_q t_c^T / tau) || softmax(s_q s_c^T / tau))   (row-wise)
 
 `s` are the student's L2-normalised embeddings, `t` the teacher's, `P` a linear map from the student's width to
-the teacher's 384 (trained with the student, dropped when it is saved: retrieval uses `s` itself, which the
+the teacher's 384 (trained with the student, kept beside it but not part of the saved model: retrieval uses `s` itself, which the
 contrastive and listwise terms shape directly). The cosine distance 1 - cos equals half the squared distance
 of unit vectors, i.e. sentence-transformers' `MSELoss` up to a constant factor. In-batch entries whose code or
 query text equals the positive's are masked out of both softmaxes (no false negatives).

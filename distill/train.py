@@ -6,8 +6,8 @@ documents (each up to `max_document_length` tokens, the whole file in one pass),
 a seeded order, `long_share` of the batches long. The `Trainer` sees one planned batch per item
 (`per_device_train_batch_size` = 1), so checkpoints, resume, logging and the NaN guard are transformers' own
 (`GuardedTrainer`). The student is saved as a plain `MambaCodeForRetrieval` folder (Auto classes,
-sentence-transformers files, `mambacode index --model`); the 256 -> 384 projection used by the embedding match is
-dropped.
+sentence-transformers files, `mambacode index --model`); the 256 -> 384 projection used by the embedding match
+is not part of it: it is saved beside it (`distill_projection.safetensors`) for a run that continues from it.
 """
 
 from __future__ import annotations
