@@ -51,7 +51,7 @@ class Teacher:
     """
 
     def __init__(self, path: str | None = None, window: int = WINDOW, bf16: bool = False, device: str = "cpu"):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.path = path or teacher_path()
         if not 3 <= window <= 512:
@@ -59,16 +59,29 @@ class Teacher:
                              "position table has 512).")
         self.window, self.bf16, self.device = window, bf16, device
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model = AutoModel.from_pretrained(self.path).to(device).eval()
+        self._model = None
+        self._fingerprint = None
+
+    @property
+    def model(self):
+        """The BERT, loaded on first use: a run whose texts are all cached never loads it."""
+        if self._model is None:
+            from transformers import AutoModel
+
+            self._model = AutoModel.from_pretrained(self.path).to(self.device).eval()
+        return self._model
 
     def fingerprint(self) -> str:
-        """sha256 over the weight file, the window and the precision: the cache folder's name."""
+        """sha256 over the weight file, the window and the precision: the cache folder's name (hashed once)."""
+        if self._fingerprint is not None:
+            return self._fingerprint
         h = hashlib.sha256()
         with open(os.path.join(self.path, "model.safetensors"), "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         h.update(f"window={self.window};bf16={self.bf16}".encode())
-        return h.hexdigest()[:16]
+        self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def windows(self, text: str) -> list[list[int]]:
         """Word-piece ids of `text` cut into windows, each `[CLS] piece... [SEP]` of at most `window` ids; a text

@@ -265,8 +265,10 @@ class BatchCollator:
 
 
 def _groups(texts: list[str]) -> np.ndarray:
-    index: dict[str, int] = {}
-    return np.array([index.setdefault(t, len(index)) for t in texts], dtype=np.int64)
+    """Equal text = equal group: the gold indices of the evaluation's own pool builder."""
+    from mambacode.training.evaluation import retrieval_pool
+
+    return np.array(retrieval_pool(texts, texts)[1], dtype=np.int64)
 
 
 def _tokenize_unique(tokenizer, texts: list[str], max_length: int) -> list:

@@ -128,12 +128,31 @@ def test_noisy_overlapping_classes_still_satisfy_invariants():
                 assert _lp_check(X[dp.clusters_[i]], X[dp.clusters_[j]]) is True
 
 
+def _split_clusters(X, clusters, sep, bad, next_id, rng):
+    """The naive references' split step: each cluster of the pair `bad` with two or more points is cut in two by
+    2-means, and the known-separable pairs it was in are carried to both halves. Returns (next id, split?)."""
+    from mambacode.probing.directprobe import _two_means
+
+    split = False
+    for c in bad:
+        lab, idx = clusters[c]
+        if len(idx) < 2:
+            continue
+        mask = _two_means(X[idx], rng)
+        del clusters[c]
+        clusters[next_id], clusters[next_id + 1] = (lab, idx[mask]), (lab, idx[~mask])
+        for key in [k for k in sep if c in k]:
+            sep.discard(key)
+            sep |= {frozenset((next_id, *(key - {c}))), frozenset((next_id + 1, *(key - {c})))}
+        next_id, split = next_id + 2, True
+    return next_id, split
+
+
 def rescan_split(X, y, seed=0):
     """Phases 1-2 the plain way: after every split, scan all cluster pairs again from the first and check the
     first one of different labels not yet certified (the reference for the heap of pending pairs)."""
     import itertools
 
-    from mambacode.probing.directprobe import _two_means
     from mambacode.probing.hull import SeparabilityStats, separable
 
     rng, stats = np.random.default_rng(seed), SeparabilityStats()
@@ -151,18 +170,7 @@ def rescan_split(X, y, seed=0):
             break
         if bad is None:
             return clusters, stuck, stats.as_dict()
-        split = False
-        for c in bad:
-            lab, idx = clusters[c]
-            if len(idx) < 2:
-                continue
-            mask = _two_means(X[idx], rng)
-            del clusters[c]
-            clusters[next_id], clusters[next_id + 1] = (lab, idx[mask]), (lab, idx[~mask])
-            for key in [k for k in sep if c in k]:
-                sep.discard(key)
-                sep |= {frozenset((next_id, *(key - {c}))), frozenset((next_id + 1, *(key - {c})))}
-            next_id, split = next_id + 2, True
+        next_id, split = _split_clusters(X, clusters, sep, bad, next_id, rng)
         if not split:
             i, j = bad
             ok = separable(X[clusters[i][1]], X[clusters[j][1]], stats, mode="exact")
@@ -211,8 +219,6 @@ def naive_directprobe(X, y, seed=0):
     merged if the merged hull is separable from every cluster of another label), every question one LP."""
     import itertools
 
-    from mambacode.probing.directprobe import _two_means
-
     rng = np.random.default_rng(seed)
     clusters = {k: (lab, np.flatnonzero(y == lab)) for k, lab in enumerate(np.unique(y))}
     next_id, sep, stuck = len(clusters), set(), set()
@@ -228,18 +234,7 @@ def naive_directprobe(X, y, seed=0):
             break
         if bad is None:
             break
-        split = False
-        for c in bad:
-            lab, idx = clusters[c]
-            if len(idx) < 2:
-                continue
-            mask = _two_means(X[idx], rng)
-            del clusters[c]
-            clusters[next_id], clusters[next_id + 1] = (lab, idx[mask]), (lab, idx[~mask])
-            for key in [k for k in sep if c in k]:
-                sep.discard(key)
-                sep |= {frozenset((next_id, *(key - {c}))), frozenset((next_id + 1, *(key - {c})))}
-            next_id, split = next_id + 2, True
+        next_id, split = _split_clusters(X, clusters, sep, bad, next_id, rng)
         if not split:
             stuck.add(frozenset(bad))
     stuck_ids = {c for key in stuck for c in key}
