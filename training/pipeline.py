@@ -377,24 +377,38 @@ class ProbeResult:
     test_pairs: dict = field(default_factory=dict)  # {task: held-out test pairs}, the same for every model
 
 
+def preset_probe_set(preset, corpus: str):
+    """The probe set a preset samples from a corpus: `preset.probe_snippets` Python functions (seeded), every
+    probing task, `preset.probe_pairs` pairs per class, `preset.probe_test_fraction` held out, snippets cut
+    to 256 code tokens. `preset` needs only those three fields (a `Preset`, or any object that has them)."""
+    from mambacode.probing import TASKS as PROBE_TASKS, build_probe_set
+
+    snippets = read_snippets(corpus, language="python", max_snippets=preset.probe_snippets, seed=0)
+    return build_probe_set(snippets, "python", tasks=list(PROBE_TASKS), n_per_class=preset.probe_pairs, seed=0,
+                           max_tokens=256, test_fraction=preset.probe_test_fraction)
+
+
+def preset_probe_options(preset) -> dict:
+    """The keyword arguments with which a preset's probe stage calls `probe_models` (besides models, pairs,
+    tasks and the cache): its probes (`preset.probe_kinds`), inputs cut to `preset.max_positions` tokens, CPU,
+    seed 0, DirectProbe's merge phase unbounded."""
+    return {"probes": preset.probe_kinds.split(","), "batch_size": 8, "max_length": preset.max_positions,
+            "device": "cpu", "seed": 0, "directprobe_kwargs": {"merge_candidates": None}}
+
+
 def probe(preset: Preset, models: list[str], output_dir: str, corpus: str, probe_set: str | None = None) -> ProbeResult:
     """Probe `models` on one probe set: `probe_set` if given (the same pairs for every run), else pairs
-    sampled from the corpus and saved as `output_dir/probe_set.json`."""
-    from mambacode.probing import TASKS as PROBE_TASKS, ProbeSet, build_probe_set, probe_models, save_report
+    sampled from the corpus (`preset_probe_set`) and saved as `output_dir/probe_set.json`."""
+    from mambacode.probing import TASKS as PROBE_TASKS, ProbeSet, probe_models, save_report
 
     os.makedirs(output_dir, exist_ok=True)
     if probe_set and os.path.exists(probe_set):
         pairs = ProbeSet.load(probe_set)
     else:
-        snippets = read_snippets(corpus, language="python", max_snippets=preset.probe_snippets, seed=0)
-        pairs = build_probe_set(snippets, "python", tasks=list(PROBE_TASKS),
-                                n_per_class=preset.probe_pairs, seed=0, max_tokens=256,
-                                test_fraction=preset.probe_test_fraction)
+        pairs = preset_probe_set(preset, corpus)
         pairs.save(os.path.join(output_dir, "probe_set.json"))
     results = probe_models(models, pairs, [t for t in PROBE_TASKS if t in pairs.tasks],
-                           probes=preset.probe_kinds.split(","), cache_dir=os.path.join(output_dir, "feature_cache"),
-                           batch_size=8, max_length=preset.max_positions, device="cpu", seed=0,
-                           directprobe_kwargs={"merge_candidates": None})
+                           cache_dir=os.path.join(output_dir, "feature_cache"), **preset_probe_options(preset))
     paths = save_report(results, output_dir, overwrite=True)  # the stage owns its folder; a rerun replaces it
     accuracy = {model: {task: {str(layer): {p: res[p]["accuracy"] for p in ("directprobe", "linear") if p in res}
                                for layer, res in per_layer.items()} for task, per_layer in per_task.items()}
