@@ -76,11 +76,13 @@ def student_scores(model, tokenizer, queries, pool, max_query_length: int, max_c
 def evaluate_distillation(corpus_dir: str, student: str | None = None, teacher: bool = True,
                           cache_root: str = "runs/distill/teacher-eval", pools=tuple(POOLS),
                           teacher_bf16: bool = True, max_queries: int | None = None, max_query_length: int = 64,
-                          threads: int | None = None) -> dict:
+                          threads: int | None = None, student_float16: bool = False) -> dict:
     """{"pools": {pool: {ranker: metrics}}, "choices": {...}, "seconds": ...} for BM25, the teacher (every
-    chunking rule, the validation-chosen one, its hybrid) and the student folder (dense and hybrid)."""
+    chunking rule, the validation-chosen one, its hybrid) and the student folder (dense and hybrid).
+    `student_float16`: the student's weights rounded to float16 (computed in float32), as they would ship."""
     import torch
 
+    from mambacode.search.fusion import Fusion
     from mambacode.training.baselines import bm25_scores, hybrid_scores, tune_fusion
     from mambacode.training.metrics_loader import retrieval_metrics
 
@@ -101,9 +103,11 @@ def evaluate_distillation(corpus_dir: str, student: str | None = None, teacher: 
         from transformers import AutoModel, AutoTokenizer
 
         model = AutoModel.from_pretrained(student).eval()
+        if student_float16:
+            model.to(torch.float16).to(torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(student)
     result = {"pools": {}, "choices": {}, "corpus_dir": corpus_dir, "student": student,
-              "teacher_bf16": teacher_bf16, "max_queries": max_queries}
+              "student_float16": student_float16, "teacher_bf16": teacher_bf16, "max_queries": max_queries}
     scored: dict = {}
     for p in pools:
         for split in ("validation", "test"):
@@ -135,8 +139,12 @@ def evaluate_distillation(corpus_dir: str, student: str | None = None, teacher: 
                 hybrid_scores(test["teacher"][rule], test["bm25"], fusion.k, fusion.dense_weight), test["gold"])
         if "student" in test:
             rows["student"] = retrieval_metrics(test["student"], test["gold"])
-            fusion, _ = tune_fusion(val["student"], val["bm25"], val["gold"])
+            fusion, table = tune_fusion(val["student"], val["bm25"], val["gold"])
             choices["student_fusion"] = fusion.label
+            # what a shipped student's config carries (`hybrid_fusion`, read by `mambacode search`)
+            choices["student_hybrid_fusion"] = {
+                "chosen_on": f"{'/'.join(VALIDATION[p])}", **fusion.to_dict(),
+                "validation_mrr": table[fusion.label], "validation_mrr_equal_weights": table[Fusion().label]}
             rows["student_hybrid"] = retrieval_metrics(
                 hybrid_scores(test["student"], test["bm25"], fusion.k, fusion.dense_weight), test["gold"])
         result["pools"][p] = rows
@@ -200,6 +208,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache_root", default="runs/distill/teacher-eval")
     ap.add_argument("--pools", nargs="+", default=list(POOLS), choices=list(POOLS))
     ap.add_argument("--teacher_fp32", action="store_true", help="run the teacher in float32 (default: bf16 autocast)")
+    ap.add_argument("--student_float16", action="store_true",
+                    help="round the student's weights to float16 first (how `mambacode.distill.ship --float16` "
+                         "stores them)")
     ap.add_argument("--max_queries", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--output", default=None, help="write the result as JSON here")
@@ -221,7 +232,8 @@ def main(argv=None) -> int:
             atomic_write_text(args.output, json.dumps(points, indent=2))
         return 0
     result = evaluate_distillation(args.corpus_dir, args.student, not args.no_teacher, args.cache_root,
-                                   tuple(args.pools), not args.teacher_fp32, args.max_queries, threads=args.threads)
+                                   tuple(args.pools), not args.teacher_fp32, args.max_queries, threads=args.threads,
+                                   student_float16=args.student_float16)
     print(markdown_table(result))
     print(json.dumps(result["choices"], indent=2))
     if args.output:

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 SHIPPED_FILE = "shipped.json"
+#: the model `mambacode index` uses when none is named: the code-search student distilled from all-MiniLM-L6-v2
+DEFAULT_SEARCH_MODEL = "s4d-minilm-codesearch"
 
 
 def pretrained_root() -> Path:
@@ -59,3 +61,18 @@ def resolve_model(name_or_path: str) -> str:
 
 
 __all__ = ["available_pretrained", "pretrained_path", "pretrained_root", "resolve_model"]
+
+
+def shipped_code_length(name_or_path: str, default: int = 256) -> int:
+    """The code length a shipped retrieval model was evaluated with (`shipped.json`'s `max_code_length`), for a
+    shipped name or folder; `default` for any other model."""
+    import json
+
+    folder = name_or_path if os.path.isdir(name_or_path) else (
+        pretrained_path(name_or_path) if name_or_path in available_pretrained() else None)
+    path = os.path.join(folder, SHIPPED_FILE) if folder else None
+    if not path or not os.path.isfile(path):
+        return default
+    with open(path) as fh:
+        value = json.load(fh).get("max_code_length")
+    return int(value) if isinstance(value, int) and value > 0 else default

@@ -149,14 +149,15 @@ def export_pretrained(source: str, target: str, *, task: str, slice_rows: list[d
                       test_metrics: dict | None = None, test_metrics_caption: str = WHOLE_TEST_SPLIT,
                       description: str = "", max_query_length: int = 64,
                       max_code_length: int = 256, max_length: int = 256, half: bool = True,
-                      base_model: str | None = None) -> dict:
+                      base_model: str | None = None, extra_info: dict | None = None) -> dict:
     """Write the shipped folder `target` from the trained folder `source` (a `run_mlm` / `run_retrieval` output):
     weights (float16 when that moves no slice metric by half a unit of the card's precision, else float32), tokenizer
     (its `model_max_length` the model's limit), remote code, checksums, `eval_slice.jsonl` (`slice_rows`: dicts with
     `code`, and `query` for retrieval), `shipped.json` and the card (the training card re-rendered under the shipped
     name, plus a 'Shipped checkpoint' section, where `test_metrics`, the training run's own evaluation, appear under
     `test_metrics_caption`, which says on what). `base_model`: the name of the shipped checkpoint `source` was
-    fine-tuned from (e.g. 's4d-hf-mlm'), for the card's metadata. Returns shipped.json.
+    fine-tuned from (e.g. 's4d-hf-mlm'), for the card's metadata; `extra_info`: more shipped.json fields (e.g. the
+    `teacher` a distilled model learned from). Returns shipped.json.
     The folder is written beside `target` and takes its place at the end (`atomic_directory`)."""
     from transformers import AutoTokenizer
 
@@ -174,6 +175,7 @@ def export_pretrained(source: str, target: str, *, task: str, slice_rows: list[d
             "test_metrics_caption": test_metrics_caption, "description": description}
     if base_model:
         info["base_model"] = base_model
+    info.update(extra_info or {})
     info.update({"max_query_length": max_query_length, "max_code_length": max_code_length} if task == "retrieval"
                 else {"max_length": max_length})
     model, tokenizer = load_for_task(source, task)
@@ -213,12 +215,49 @@ def export_pretrained(source: str, target: str, *, task: str, slice_rows: list[d
 REFRESH_COMMAND = "python scripts/ship_pretrained.py --refresh"
 
 
+def _modeling_dir() -> str:
+    import mambacode.modeling
+
+    return os.path.dirname(os.path.abspath(mambacode.modeling.__file__))
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def remote_code_drift(folder: str) -> list[str]:
+    """The remote-code files (`*.py`) of a model folder that differ from the installed `mambacode.modeling` file
+    of the same name. The shipped copies have one source of truth, `modeling/`: a folder loaded with
+    `trust_remote_code=True` runs exactly the installed classes (`tests/test_pretrained.py` checks it)."""
+    source = _modeling_dir()
+    return [name for name in sorted(os.listdir(folder)) if name.endswith(".py") and (
+        not os.path.isfile(os.path.join(source, name))
+        or _read_bytes(os.path.join(source, name)) != _read_bytes(os.path.join(folder, name)))]
+
+
+def sync_remote_code(folder: str) -> list[str]:
+    """Rewrite every drifted remote-code file of `folder` from `modeling/` (weights untouched); returns their names.
+    A file with no counterpart in `modeling/` is an error: the folder holds code this package did not write."""
+    import shutil
+
+    source = _modeling_dir()
+    changed = remote_code_drift(folder)
+    foreign = [n for n in changed if not os.path.isfile(os.path.join(source, n))]
+    if foreign:
+        raise ValueError(f"{folder}: remote-code file(s) {foreign} have no counterpart in {source}")
+    for name in changed:
+        shutil.copyfile(os.path.join(source, name), os.path.join(folder, name))
+    return changed
+
+
 def refresh_shipped_folder(folder: str) -> list[str]:
     """Bring a shipped folder's card and tokenizer files up to the current conventions without its training run
     and without touching its weights: the card re-rendered from itself (`read_model_card`) under the folder's name,
     with its base model (`shipped.json`'s `base_model`; for a retrieval model not yet naming one, the MLM encoder
-    `<source>-mlm` when it is shipped beside it), the tokenizer tidied (`tidy_tokenizer_files`). Returns the names
-    of the files it changed (README.md, shipped.json, tokenizer files)."""
+    `<source>-mlm` when it is shipped beside it), the tokenizer tidied (`tidy_tokenizer_files`), the remote-code
+    copies rewritten from `modeling/` (`sync_remote_code`). Returns the names of the files it changed (README.md,
+    shipped.json, tokenizer files, remote-code files)."""
     from transformers import AutoConfig
 
     import mambacode.modeling  # noqa: F401  (registers the MambaCode config)
@@ -237,7 +276,7 @@ def refresh_shipped_folder(folder: str) -> list[str]:
     with open(card_path, encoding="utf-8") as fh:
         old_card = fh.read()
     new_card = _card_text(old_card, info, name, config)
-    changed = tidy_tokenizer_files(folder, model_max_length_of(config))
+    changed = tidy_tokenizer_files(folder, model_max_length_of(config)) + sync_remote_code(folder)
     if new_card != old_card:
         with open(card_path, "w", encoding="utf-8") as fh:
             fh.write(new_card)
@@ -300,4 +339,4 @@ def _card_text(training_card: str | None, info: dict, name: str, config) -> str:
 
 __all__ = ["pretrained_path", "available_pretrained", "shipped_info", "slice_metrics", "folder_megabytes",
            "retrieval_slice_metrics", "mlm_slice_metrics", "mask_positions", "export_pretrained", "load_for_task",
-           "read_slice", "refresh_shipped_folder"]
+           "read_slice", "refresh_shipped_folder", "remote_code_drift", "sync_remote_code"]

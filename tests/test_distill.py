@@ -268,3 +268,41 @@ def test_a_whole_run_trains_resumes_evaluates_and_loads(tmp_path):
     curve = checkpoint_curve(str(tmp_path / "run"), corpus, pools=("plain", "long"), max_queries=4)
     assert [p["global_step"] for p in curve] == [2, 4]
     assert all(0 < p["plain_mrr"] <= 1 and 0 < p["long_mrr"] <= 1 for p in curve)
+    # shipping: the folder carries the fusion the evaluation chose and reproduces its slice by a plain loop
+    from mambacode.distill.ship import ship_student
+
+    eval_path = tmp_path / "eval.json"
+    eval_path.write_text(json.dumps(result))
+    info = ship_student(student, corpus, str(eval_path), str(tmp_path / "shipped"), name="toy-distilled",
+                        commands=["python scripts/run_distill.py ..."], slice_rows=4)
+    shipped = str(tmp_path / "shipped" / "toy-distilled")
+    assert not os.path.exists(os.path.join(shipped, PROJECTION_FILE))
+    loaded = AutoModel.from_pretrained(shipped)
+    fusion = result["choices"]["plain"]["student_hybrid_fusion"]
+    assert loaded.config.hybrid_fusion["dense_weight"] == fusion["dense_weight"]
+    assert loaded.config.hybrid_fusion["k"] == fusion["k"]
+    assert info["test_metrics"]["plain_student_mrr"] == result["pools"]["plain"]["student"]["mrr"]
+    with open(os.path.join(shipped, "eval_slice.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == 4
+    stok = AutoTokenizer.from_pretrained(shipped)
+    one = [[loaded.encode([r[k]], stok, max_length=512 if k == "code" else 64)[0].double().numpy() for r in rows]
+           for k in ("query", "code")]
+    reciprocal = []
+    for i, q in enumerate(one[0]):  # rank of the row's own code among all codes, ties against it
+        s = [float(q @ c) for c in one[1]]
+        reciprocal.append(1.0 / sum(v >= s[i] for v in s))
+    assert info["slice_metrics"]["mrr"] == pytest.approx(sum(reciprocal) / len(reciprocal), abs=1e-6)
+    assert "| this model |" in open(os.path.join(shipped, "README.md")).read()
+    with pytest.raises(ValueError, match="not an evaluation of the float16-rounded student"):
+        ship_student(student, corpus, str(eval_path), str(tmp_path / "shipped16"), float16=True)
+    rounded = evaluate_distillation(corpus, student, cache_root=str(tmp_path / "teval"), pools=("plain",),
+                                    student_float16=True)
+    eval_path.write_text(json.dumps(rounded))
+    info16 = ship_student(student, corpus, str(eval_path), str(tmp_path / "shipped16"), name="toy16", float16=True,
+                          slice_rows=4)
+    assert info16["weights_dtype"] == "float16"
+    weights = load_file(os.path.join(tmp_path / "shipped16" / "toy16", "model.safetensors"))
+    original = AutoModel.from_pretrained(student).state_dict()
+    for key, value in weights.items():  # the stored weights are the float16 roundings of the trained ones
+        assert value.dtype == torch.float16 and torch.equal(value, original[key].to(torch.float16)), key

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+import mambacode
 from mambacode import MambaCodeForRetrieval
 from mambacode.cli import main
 from mambacode.search import Fusion, Searcher, build_index
@@ -114,6 +115,33 @@ def test_numpy_query_encoder_equals_the_shipped_model(tmp_path):
     assert export_query_encoder(str(tmp_path), model, tok, 64) is None
     got = NumpyQueryEncoder.load(str(tmp_path)).encode(QUERIES, 64)
     np.testing.assert_allclose(got, model.encode(QUERIES, tok, max_length=64).numpy(), atol=1e-5, rtol=0)
+
+
+def test_numpy_query_encoder_equals_the_default_distilled_model(tmp_path):
+    """The default model of `mambacode index` (the teacher's WordPiece vocabulary): search without torch embeds a
+    query as the torch model does."""
+    from mambacode.model_names import DEFAULT_SEARCH_MODEL
+    from mambacode.search.model import load_retrieval_model
+
+    model, tok = load_retrieval_model(DEFAULT_SEARCH_MODEL, "cpu")
+    assert export_query_encoder(str(tmp_path), model, tok, 64) is None
+    got = NumpyQueryEncoder.load(str(tmp_path)).encode(QUERIES, 64)
+    np.testing.assert_allclose(got, model.encode(QUERIES, tok, max_length=64).numpy(), atol=1e-5, rtol=0)
+
+
+def test_index_without_model_uses_the_distilled_default_at_its_length(setup, tmp_path, capsys):
+    from mambacode.model_names import DEFAULT_SEARCH_MODEL, shipped_code_length
+
+    index = str(tmp_path / "index")
+    assert main(["index", setup["src"], "--output", index, "--quiet", "--use_cpu"]) == 0
+    with open(os.path.join(index, "manifest.json")) as fh:
+        manifest = json.load(fh)
+    with open(os.path.join(mambacode.pretrained_path(DEFAULT_SEARCH_MODEL), "shipped.json")) as fh:
+        evaluated = json.load(fh)["max_code_length"]
+    assert manifest["model"] == DEFAULT_SEARCH_MODEL and manifest["max_length"] == evaluated == 512
+    assert "indexed 6 functions" in capsys.readouterr().out
+    assert shipped_code_length(setup["model_dir"]) == 256  # an unshipped folder: the old default
+    assert main(["search", "parse a url", "--index", index, "--json"]) == 0
 
 
 def _run_cli(argv, env_extra=None):
