@@ -10,4 +10,13 @@ def default_device(use_cpu: bool = False) -> str:
     return "cpu" if use_cpu or not torch.cuda.is_available() else "cuda"
 
 
-__all__ = ["default_device"]
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU has native bfloat16 instructions (AVX512-BF16 or AMX): where it has none, autocast
+    would emulate them, slower than float32."""
+    import torch
+
+    checks = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+__all__ = ["cpu_bf16_supported", "default_device"]

@@ -174,13 +174,9 @@ class GeluGateLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, weight, bias):
-        gate = F.gelu(a) * F.gelu(b)
-        dtype = gate.dtype
-        if torch.is_autocast_enabled(a.device.type):
-            dtype = torch.get_autocast_dtype(a.device.type)
         ctx.save_for_backward(a, b, weight)
-        ctx.compute_dtype, ctx.has_bias = dtype, bias is not None
-        return F.linear(gate.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
+        ctx.compute_dtype, ctx.has_bias = gate_dtype(a), bias is not None
+        return gelu_gate_linear(a, b, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -198,6 +194,23 @@ class GeluGateLinear(torch.autograd.Function):
             grad_gate = (grad_out @ weight.to(dtype)).to(a.dtype)
             grad_a, grad_b = gelu_gate_grads(grad_gate, a, b, ctx.needs_input_grad[:2], ga, gb)
         return grad_a, grad_b, grad_w, grad_bias
+
+
+def gate_dtype(a: torch.Tensor) -> torch.dtype:
+    """The dtype the gate's projection runs in: the autocast dtype under autocast, else a's."""
+    return torch.get_autocast_dtype(a.device.type) if torch.is_autocast_enabled(a.device.type) else a.dtype
+
+
+def gelu_gate_linear(a, b, weight, bias, in_place: bool = False) -> torch.Tensor:
+    """linear(gelu(a) * gelu(b), weight, bias) in `gate_dtype(a)`: `GeluGateLinear`'s forward. `in_place` (no
+    autograd; a and b are the caller's to overwrite) computes the gate in a's memory: the same values, without
+    three fresh (tokens x intermediate_size) tensors."""
+    if in_place:
+        gate = torch.ops.aten.gelu_(a).mul_(torch.ops.aten.gelu_(b))
+    else:
+        gate = F.gelu(a) * F.gelu(b)
+    dtype = gate_dtype(a)
+    return F.linear(gate.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
 
 
 class MambaCodeLayer(GradientCheckpointingLayer):
@@ -218,13 +231,18 @@ class MambaCodeLayer(GradientCheckpointingLayer):
         self.proj_o = nn.Linear(inner, d)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def _directions(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        u_f = F.gelu(self.proj_uf(h))
-        u_b = F.gelu(self.proj_ub(h))
+    def _directions(self, h: torch.Tensor, mask: torch.Tensor | None,
+                    in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        u_f = self._gelu(self.proj_uf(h), in_place and type(self.proj_uf) is nn.Linear)
+        u_b = self._gelu(self.proj_ub(h), in_place and type(self.proj_ub) is nn.Linear)
         if mask is not None:  # zero padded positions before the sequence mix (padding invariance)
             u_f = u_f * mask
             u_b = u_b * mask
         return u_f, u_b
+
+    @staticmethod
+    def _gelu(x: torch.Tensor, in_place: bool) -> torch.Tensor:
+        return torch.ops.aten.gelu_(x) if in_place else F.gelu(x)
 
     def mixer_inputs(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None):
         """(u_f, u_b): what this layer's sequence mixer receives for the layer input `hidden_states`.
@@ -236,13 +254,24 @@ class MambaCodeLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.norm(hidden_states)
-        u_f, u_b = self._directions(h, mask)
+        if torch.is_autocast_enabled(h.device.type):  # cast once for the three projections that read h
+            h = h.to(torch.get_autocast_dtype(h.device.type))  # (autocast would cast it for each: same values)
+        # without autograd, the activations of fresh Linear outputs are computed in their memory (same values):
+        # on CPU a fresh large tensor costs page faults on every call (measured: a third of a long batch's time)
+        in_place = not torch.is_grad_enabled()
+        u_f, u_b = self._directions(h, mask, in_place)
         y_f, y_b = self.mixer(u_f, u_b)
         a, b = self.proj_cf(y_f), self.proj_cb(y_b)
-        z = a * b if self.merge == "mul" else a + b
+        if self.merge == "mul":
+            z = a.mul_(b) if in_place and type(self.proj_cf) is nn.Linear else a * b
+        else:
+            z = a.add_(b) if in_place and type(self.proj_cf) is nn.Linear else a + b
         gate_in = self.proj_ol(z), self.proj_v(h)  # GELU(W_ol z) * GELU(W_v h), then W_o
         if type(self.proj_o) is nn.Linear:  # a plain Linear: fused, the gate is recomputed in backward
-            out = GeluGateLinear.apply(*gate_in, self.proj_o.weight, self.proj_o.bias)
+            if in_place and type(self.proj_ol) is nn.Linear and type(self.proj_v) is nn.Linear:
+                out = gelu_gate_linear(*gate_in, self.proj_o.weight, self.proj_o.bias, in_place=True)
+            else:
+                out = GeluGateLinear.apply(*gate_in, self.proj_o.weight, self.proj_o.bias)
         else:  # an adapter (LoRA) wraps W_o: call it
             out = self.proj_o(GeluGate.apply(*gate_in))
         return hidden_states + self.dropout(out)
@@ -713,34 +742,67 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
 
     @torch.no_grad()
     def encode(self, texts, tokenizer, batch_size: int = 32, max_length: int | None = None,
-               show_progress_bar: bool | None = None, device=None) -> torch.Tensor:
+               show_progress_bar: bool | None = None, device=None, max_tokens: int | None = None) -> torch.Tensor:
         """Embed `texts` -> (n, d) float tensor of L2-normalised embeddings, in the input order.
 
         Texts are sorted by tokenized length so that each batch carries little padding. Inputs longer than
         `max_length` (default and upper bound: `config.max_position_embeddings`; must be >= 1) are truncated
-        to their first tokens. `encode([])` is an empty (0, d) tensor. Lone surrogates (e.g. "\\ud800", which
+        to their first tokens. `max_tokens` caps a batch's padded tokens (rows x its longest text; a longer
+        text goes alone): long texts then go in fewer rows than `batch_size`. On CPU, batches of about 4,096
+        tokens measured fastest for long texts (1.5x over 16,384: the activations of a large batch are fresh
+        memory on every call). `encode([])` is an empty (0, d) tensor. Lone surrogates (e.g. "\\ud800", which
         no UTF-8 tokenizer accepts) become U+FFFD, and surrogate pairs are joined into their character. A text
         that tokenizes to no tokens at all gets a zero vector.
         """
-        for name, value in (("max_length", max_length), ("batch_size", batch_size)):
+        for name, value in (("max_length", max_length), ("batch_size", batch_size), ("max_tokens", max_tokens)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                none = {"max_length": " or None (= max_position_embeddings)", "max_tokens": " or None (no cap)"}
                 raise ValueError(f"encode: {name}={value!r} is invalid: expected a positive integer"
-                                 f"{' or None (= max_position_embeddings)' if name == 'max_length' else ''}.")
+                                 f"{none.get(name, '')}.")
         limit = self.config.max_position_embeddings
         max_length = limit if max_length is None else min(max_length, limit)
-        return encode_texts(self, tokenizer, texts, max_length, batch_size, show_progress_bar, device)
+        return encode_texts(self, tokenizer, texts, max_length, batch_size, show_progress_bar, device,
+                            max_tokens=max_tokens)
+
+
+def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Batches of indices into `lengths` (token counts), longest first (ties in input order), zero-length
+    entries left out: up to `batch_size` each, and with `max_tokens`, at most that many padded tokens (rows x
+    the batch's longest, which is its first), one row at least."""
+    order = sorted((i for i in range(len(lengths)) if lengths[i] > 0), key=lambda i: -lengths[i])
+    batches, start = [], 0
+    while start < len(order):
+        rows = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // lengths[order[start]]))
+        batches.append(order[start:start + rows])
+        start += rows
+    return batches
+
+
+def _padded(rows: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of token id lists padded to the longest, as a tokenizer's `padding=True`."""
+    longest = max(len(r) for r in rows)
+    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, r in enumerate(rows):
+        span = slice(longest - len(r), longest) if left else slice(0, len(r))
+        ids[i, span] = torch.tensor(r, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
 
 
 @torch.no_grad()
 def encode_texts(model, tokenizer, texts, max_length: int, batch_size: int = 32,
-                 show_progress_bar: bool | None = None, device=None, desc: str = "encode") -> torch.Tensor:
+                 show_progress_bar: bool | None = None, device=None, desc: str = "encode",
+                 max_tokens: int | None = None) -> torch.Tensor:
     """The one embedding loop (`encode`, whole-pool evaluation): (n, d) L2-normalised float32 embeddings of
     `texts` by `model.embed(input_ids, attention_mask)` (any bi-encoder with that method), input order kept.
 
     Texts are sorted by tokenized length (longest first, ties in input order) and cut into batches of
-    `batch_size`, each padded to its longest text; texts are truncated to `max_length` tokens. Texts with
-    no tokens get a zero vector; surrogates are fixed as `fix_surrogates` does. The progress bar shows
-    by default when there is more than one batch.
+    `batch_size` (and at most `max_tokens` padded tokens, see `length_batches`), each padded to its longest
+    text; texts are truncated to `max_length` tokens. Each text is tokenized once (the batches pad those ids
+    as the tokenizer's `padding=True` would, with its pad token and side). Texts with no tokens get a zero
+    vector; surrogates are fixed as `fix_surrogates` does. The progress bar shows by default when there is
+    more than one batch.
     """
     if isinstance(texts, str):
         texts = [texts]
@@ -755,23 +817,28 @@ def encode_texts(model, tokenizer, texts, max_length: int, batch_size: int = 32,
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-    order = sorted((i for i in range(len(texts)) if lengths[i] > 0), key=lambda i: -lengths[i])
-    starts = range(0, len(order), batch_size)
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    batches = length_batches([len(ids) for ids in encoded], batch_size, max_tokens)
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    left = getattr(tokenizer, "padding_side", "right") == "left"
     if show_progress_bar is None:
-        show_progress_bar = len(starts) > 1
+        show_progress_bar = len(batches) > 1
+    steps = batches
     try:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc=desc, disable=not show_progress_bar, leave=False)
+        steps = tqdm(batches, desc=desc, disable=not show_progress_bar, leave=False)
     except ImportError:
         pass
     try:
-        for start in starts:
-            idx = order[start:start + batch_size]
-            batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                              return_tensors="pt")
-            emb, _ = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        for idx in steps:
+            if pad_id is None:  # no pad token: the tokenizer's own call says what it needs
+                batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                                  return_tensors="pt")
+                ids, mask = batch["input_ids"], batch["attention_mask"]
+            else:
+                ids, mask = _padded([encoded[i] for i in idx], pad_id, left)
+            emb, _ = model.embed(ids.to(device), mask.to(device))
             result[idx] = emb.float().cpu()
     finally:
         model.train(was_training)

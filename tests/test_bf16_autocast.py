@@ -25,15 +25,16 @@ def test_mixer_runs_in_float32_under_autocast(mixer_class, mixer, tiny):
     of the same (bf16-valued) inputs, rounded to bf16 once at the end."""
     torch.manual_seed(0)
     m = mixer_class(tiny(mixer=mixer, hidden_size=32), 0)
-    if mixer == "s4d":  # the FFT path (long sequences); the Toeplitz path of short ones is tested below
+    if mixer == "s4d":  # the FFT path (CUDA); the Toeplitz and block paths of CPU are tested below / elsewhere
         m.direct_max_length = {"float32": 0, "autocast": 0}
+        m.block_size = {"float32": 0, "autocast": 0}
     u_f, u_b = torch.randn(2, 24, 32).bfloat16(), torch.randn(2, 24, 32).bfloat16()
     with autocast():
         got = m(u_f, u_b)
     m_float = mixer_class(tiny(mixer=mixer, hidden_size=32), 0)
     m_float.load_state_dict(m.state_dict())
     if mixer == "s4d":
-        m_float.direct_max_length = m.direct_max_length
+        m_float.direct_max_length, m_float.block_size = m.direct_max_length, m.block_size
     if mixer == "s4d":
         ref = m_float(u_f.float(), u_b.float())
         for g, r in zip(got, ref):

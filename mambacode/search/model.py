@@ -124,8 +124,11 @@ def _normalised(out: np.ndarray) -> np.ndarray:
     return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
 
 
-def embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32) -> np.ndarray:
-    """(n, d) float32 L2-normalised embeddings (rows of zeros stay zero)."""
+def embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, *, bf16: bool = False,
+          max_tokens: int | None = None) -> np.ndarray:
+    """(n, d) float32 L2-normalised embeddings (rows of zeros stay zero). For a MambaCode model, `bf16` runs it
+    under CPU bfloat16 autocast when it is on the CPU, and `max_tokens` caps a batch's padded tokens (`encode`'s);
+    a sentence-transformers model ignores both."""
     if is_sentence_transformer(model):
         limit = model.max_seq_length
         model.max_seq_length = min(max_length, limit) if limit else max_length
@@ -136,13 +139,16 @@ def embed(model, tokenizer, texts: list[str], max_length: int, batch_size: int =
         return _normalised(out)
     import torch
 
-    with torch.no_grad():
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and on_cpu):
+        extra = {} if max_tokens is None else {"max_tokens": max_tokens}
         out = model.encode(list(texts), tokenizer, batch_size=batch_size, max_length=max_length,
-                           show_progress_bar=False)
+                           show_progress_bar=False, **extra)
     return _normalised(out.float().numpy())
 
 
 def fingerprint(model, tokenizer, max_length: int) -> list[float]:
+    """The probe text's embedding, always in float32 (an index's vectors may be bf16: `build_index`)."""
     return [float(x) for x in embed(model, tokenizer, [PROBE_TEXT], max_length)[0]]
 
 

@@ -6,7 +6,9 @@ deserialisation error that does not say which file. `save_pretrained` therefore 
 (the `sha256sum` format, "<hex>  <file name>" per line, so `sha256sum -c checksums.sha256` works in the
 folder), and `from_pretrained` first checks the layout of every `.safetensors` file (header length and data
 size, which catches truncation cheaply) and then every listed hash. A folder without the file (one written
-by another tool, or before this check existed) loads with a warning, not an error.
+by another tool, or before this check existed) loads with a warning, not an error; a file that is there must
+be well formed: at least one line, each a 64-digit hash and a plain file name of this folder (no folders, no
+`..`, no absolute paths: nothing outside the folder is ever read), each name once.
 
 This file is copied next to saved weights for `trust_remote_code`: it imports only the standard library.
 """
@@ -75,6 +77,39 @@ def check_safetensors_layout(path: str) -> None:
                                   f"({'truncated' if size < expected else 'trailing data'}). Re-download or re-save it.")
 
 
+def _plain_name(name: str) -> bool:
+    """A file name directly inside the folder: no separators, not '.' or '..', no drive, no NUL."""
+    return (name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+            and os.path.basename(name) == name and not os.path.isabs(name) and ":" not in name[:2])
+
+
+def read_checksums(listing: str) -> dict:
+    """{file name: hex digest} of a `checksums.sha256`; DamagedWeightsError naming the line for anything but
+    well-formed lines with plain file names of its folder, for a repeated name, and for an empty file."""
+    expected = {}
+    try:
+        with open(listing, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except UnicodeDecodeError:
+        raise DamagedWeightsError(f"{listing}: not UTF-8 text; expected '<sha256 hex>  <file name>' lines.") from None
+    for number, line in enumerate(lines, 1):
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)
+        if not match:
+            raise DamagedWeightsError(f"{listing}, line {number}: expected '<sha256 hex>  <file name>', "
+                                      f"got {line.strip()[:120]!r}.")
+        name = match.group(2)
+        if not _plain_name(name):
+            raise DamagedWeightsError(f"{listing}, line {number}: {name[:120]!r} is not a plain file name of this "
+                                      "folder (no folders, '..' or absolute paths); nothing outside it is read.")
+        if name in expected:
+            raise DamagedWeightsError(f"{listing}, line {number}: {name!r} is listed twice.")
+        expected[name] = match.group(1)
+    if not expected:
+        raise DamagedWeightsError(f"{listing} is empty: expected one '<sha256 hex>  <file name>' line per weight "
+                                  "file (save_pretrained writes them); delete the file to load unverified.")
+    return expected
+
+
 def verify_folder(folder: str, listed_must_exist: bool = True) -> bool:
     """Check the weight files of `folder`; raise DamagedWeightsError naming the first bad file.
 
@@ -90,14 +125,7 @@ def verify_folder(folder: str, listed_must_exist: bool = True) -> bool:
         logger.warning("%s has no %s: its weight files are not verified (folders written by other tools or "
                        "before checksums were added have none; save_pretrained writes one).", folder, CHECKSUM_FILE)
         return False
-    expected = {}
-    with open(listing, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line.rstrip("\n"))
-            if not match:
-                raise DamagedWeightsError(f"{listing}, line {number}: expected '<sha256 hex>  <file name>', "
-                                          f"got {line.strip()!r}.")
-            expected[match.group(2)] = match.group(1)
+    expected = read_checksums(listing)
     for name, digest in expected.items():
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
@@ -116,4 +144,4 @@ def verify_folder(folder: str, listed_must_exist: bool = True) -> bool:
 
 
 __all__ = ["CHECKSUM_FILE", "DamagedWeightsError", "verify_folder", "write_checksums", "weight_files",
-           "check_safetensors_layout", "sha256"]
+           "check_safetensors_layout", "read_checksums", "sha256"]

@@ -51,9 +51,9 @@ def _real_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def s4d_power(log_step, A_real, A_imag, C, length: int) -> torch.Tensor:
+def s4d_power(log_step, A_real, A_imag, C, length: int, conjugate_pairs: bool = True) -> torch.Tensor:
     """|rfft(K)|^2 of the S4D kernels, shape (..., length // 2 + 1)."""
-    return torch.fft.rfft(s4d_kernel(log_step, A_real, A_imag, C, length)).abs().square()
+    return torch.fft.rfft(s4d_kernel(log_step, A_real, A_imag, C, length, conjugate_pairs)).abs().square()
 
 
 def mamba2_log_power(dt_bias, A_log, length: int) -> torch.Tensor:
@@ -102,7 +102,7 @@ def kernel_log_power(ssm: nn.Module, length: int, floor: torch.Tensor | None = N
     if not isinstance(ssm, S4DMixer):
         raise TypeError(f"spectral anchor: {type(ssm).__name__} is not an S4DMixer or BiMamba2Mixer.")
     k = ssm.kernel
-    power = s4d_power(k.log_step, k.A_real, k.A_imag, k.C, length)
+    power = s4d_power(k.log_step, k.A_real, k.A_imag, k.C, length, k.conjugate_pairs)
     if floor is None:
         floor = POWER_FLOOR * power.detach().mean(-1, keepdim=True) + torch.finfo(power.dtype).tiny
     return torch.log(power + floor), floor

@@ -6,6 +6,8 @@ allowed values, not deep inside a forward pass.
 
 from __future__ import annotations
 
+import os
+
 from transformers import PretrainedConfig
 
 MIXERS = ("s4d", "mamba2")
@@ -13,6 +15,12 @@ MERGES = ("mul", "add")
 POOLINGS = ("mean", "cls", "max")
 KERNEL_CHOICES = ("auto", True, False)
 SPECTRAL_ANCHOR_WEIGHTINGS = ("uniform", "low", "high", "bands")
+POSITION_EMBEDDINGS = (None, "absolute")
+#: a config describing more parameters + buffers than this is refused before anything is allocated (a damaged
+#: or hostile config.json, e.g. num_hidden_layers=1000000); MAMBACODE_MAX_PARAMETERS raises it
+MAX_PARAMETERS = 20_000_000_000
+#: deeper stacks are refused too, whatever their width (building a module per layer is what takes the time)
+MAX_LAYERS = 1024
 
 
 class MambaCodeConfig(PretrainedConfig):
@@ -48,6 +56,16 @@ class MambaCodeConfig(PretrainedConfig):
             (L // 2 + 1 frequency bins; longer is closer to the L = 4096 analysis, shorter is cheaper).
         spectral_anchor_weighting: frequency weighting of the drift: `"uniform"`, `"low"` (linear ramp, 1 at
             DC to 0 at Nyquist), `"high"` (the reverse ramp) or `"bands"` (only the two LHFR bands).
+
+    Fields for converted checkpoints (`mambacode convert bigs`); their defaults leave every MambaCode model as is:
+        s4d_conjugate_pairs: True: the S4D state of size N is N/2 complex modes, each standing for a conjugate
+            pair, so K = 2 Re(sum ...). False (BiGS): N complex modes read as they are, K = Re(sum ...).
+        position_embedding_type: None (the SSM encodes order) or `"absolute"` (BiGS: a learned table of
+            max_position_embeddings rows added to the token embeddings; positions 0..L-1, right padding).
+        type_vocab_size: 0 (no token types; `token_type_ids` must then be None or all zeros) or the number of
+            token types of a learned token-type table (BiGS/BERT: 2).
+        embedding_layer_norm: a LayerNorm over the summed embeddings (BiGS) before the first layer.
+        final_layer_norm: the LayerNorm after the last layer (MambaCode); BiGS has none.
     """
 
     model_type = "mambacode"
@@ -90,6 +108,11 @@ class MambaCodeConfig(PretrainedConfig):
         bos_token_id: int = 0,
         eos_token_id: int = 2,
         tie_word_embeddings: bool = True,
+        s4d_conjugate_pairs: bool = True,
+        position_embedding_type: str | None = None,
+        type_vocab_size: int = 0,
+        embedding_layer_norm: bool = False,
+        final_layer_norm: bool = True,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -121,6 +144,11 @@ class MambaCodeConfig(PretrainedConfig):
         self.hidden_dropout_prob = hidden_dropout_prob
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
+        self.s4d_conjugate_pairs = s4d_conjugate_pairs
+        self.position_embedding_type = position_embedding_type
+        self.type_vocab_size = type_vocab_size
+        self.embedding_layer_norm = embedding_layer_norm
+        self.final_layer_norm = final_layer_norm
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
@@ -156,8 +184,9 @@ class MambaCodeConfig(PretrainedConfig):
             if d % self.num_kernels:
                 fail("num_kernels", self.num_kernels, f"a divisor of hidden_size={d} (1 = one shared kernel, "
                      f"{d} = one kernel per channel)")
-            if self.state_size % 2:
-                fail("state_size", self.state_size, "an even number for mixer='s4d' (N/2 conjugate mode pairs)")
+            if self.s4d_conjugate_pairs and self.state_size % 2:
+                fail("state_size", self.state_size, "an even number for mixer='s4d' with s4d_conjugate_pairs=True "
+                     "(N/2 conjugate mode pairs)")
         else:
             if self.num_kernels != 1:
                 fail("num_kernels", self.num_kernels, "1 for mixer='mamba2' (its heads already give "
@@ -177,6 +206,14 @@ class MambaCodeConfig(PretrainedConfig):
             if bad:
                 fail("hf_conv_layers", self.hf_conv_layers,
                      f"None or layer indices in [0, {self.num_hidden_layers - 1}]")
+        for flag in ("s4d_conjugate_pairs", "embedding_layer_norm", "final_layer_norm"):
+            if not isinstance(getattr(self, flag), bool):
+                fail(flag, getattr(self, flag), "True or False")
+        if self.position_embedding_type not in POSITION_EMBEDDINGS:
+            fail("position_embedding_type", self.position_embedding_type, f"one of {POSITION_EMBEDDINGS}")
+        if (isinstance(self.type_vocab_size, bool) or not isinstance(self.type_vocab_size, int)
+                or self.type_vocab_size < 0):
+            fail("type_vocab_size", self.type_vocab_size, "an integer >= 0 (0 = no token-type embeddings)")
         if not self.retrieval_temperature > 0:
             fail("retrieval_temperature", self.retrieval_temperature, "a positive float")
         if self.spectral_anchor_weight < 0:
@@ -187,6 +224,33 @@ class MambaCodeConfig(PretrainedConfig):
         if self.spectral_anchor_weighting not in SPECTRAL_ANCHOR_WEIGHTINGS:
             fail("spectral_anchor_weighting", self.spectral_anchor_weighting,
                  f"one of {SPECTRAL_ANCHOR_WEIGHTINGS}")
+        if self.num_hidden_layers > MAX_LAYERS:
+            fail("num_hidden_layers", self.num_hidden_layers, f"at most {MAX_LAYERS} layers (is config.json damaged?)")
+        limit = max_parameters()
+        size = self.estimated_size()
+        if size > limit:
+            raise ValueError(
+                f"MambaCodeConfig describes about {size:,} parameters and buffers (vocab_size={self.vocab_size}, "
+                f"hidden_size={self.hidden_size}, num_hidden_layers={self.num_hidden_layers}, intermediate_size="
+                f"{self.intermediate_size}, state_size={self.state_size}), over the limit of {limit:,}: expected a "
+                "realistic size (is config.json damaged?); set MAMBACODE_MAX_PARAMETERS to allow more.")
+
+    def estimated_size(self) -> int:
+        """An upper estimate of the parameters and buffers of the largest head for this config, from the
+        sizes alone (nothing is built): what `validate_fields` compares with `MAX_PARAMETERS`."""
+        d, inner, n = self.hidden_size, self.intermediate_size, self.state_size
+        embeddings = (self.vocab_size + self.type_vocab_size + (self.max_position_embeddings
+                                                                  if self.position_embedding_type else 0)) * d
+        head = d * d + 2 * d + self.vocab_size * (d + 1)  # the MLM head (untied, at worst)
+        heads = max(1, d // self.mamba_head_dim)
+        mixer = 2 * (d * (2 * n + heads) + 2 * n + heads) + 6 * heads if self.mixer == "mamba2" else \
+            2 * self.num_kernels * (2 + 4 * n)
+        conv = 2 * d * (2 * d // max(1, 2 * self.hf_conv_groups)) * self.hf_conv_kernel_size + 2 * d
+        layer = 2 * d + 4 * (d * d + d) + 3 * d * inner + 2 * inner + d + mixer + (conv if self.hf_conv else 0)
+        kernels = self.num_kernels if self.mixer == "s4d" else heads
+        anchor = 2 * kernels * (self.spectral_anchor_length // 2 + 2) if self.spectral_anchor_weight else 0
+        return embeddings + head + self.num_hidden_layers * (layer + anchor) + 2 * d
+
 
     def layer_has_hf_conv(self, layer_idx: int) -> bool:
         return bool(self.hf_conv) and (self.hf_conv_layers is None or layer_idx in self.hf_conv_layers)
@@ -239,4 +303,10 @@ class MambaCodeConfig(PretrainedConfig):
         return best
 
 
-__all__ = ["MambaCodeConfig"]
+def max_parameters() -> int:
+    """`MAX_PARAMETERS`, or the MAMBACODE_MAX_PARAMETERS environment variable when set to an integer."""
+    value = os.environ.get("MAMBACODE_MAX_PARAMETERS", "").replace("_", "")
+    return int(value) if value.isdigit() else MAX_PARAMETERS
+
+
+__all__ = ["MambaCodeConfig", "MAX_LAYERS", "MAX_PARAMETERS"]

@@ -174,13 +174,9 @@ class GeluGateLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, weight, bias):
-        gate = F.gelu(a) * F.gelu(b)
-        dtype = gate.dtype
-        if torch.is_autocast_enabled(a.device.type):
-            dtype = torch.get_autocast_dtype(a.device.type)
         ctx.save_for_backward(a, b, weight)
-        ctx.compute_dtype, ctx.has_bias = dtype, bias is not None
-        return F.linear(gate.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
+        ctx.compute_dtype, ctx.has_bias = gate_dtype(a), bias is not None
+        return gelu_gate_linear(a, b, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -198,6 +194,23 @@ class GeluGateLinear(torch.autograd.Function):
             grad_gate = (grad_out @ weight.to(dtype)).to(a.dtype)
             grad_a, grad_b = gelu_gate_grads(grad_gate, a, b, ctx.needs_input_grad[:2], ga, gb)
         return grad_a, grad_b, grad_w, grad_bias
+
+
+def gate_dtype(a: torch.Tensor) -> torch.dtype:
+    """The dtype the gate's projection runs in: the autocast dtype under autocast, else a's."""
+    return torch.get_autocast_dtype(a.device.type) if torch.is_autocast_enabled(a.device.type) else a.dtype
+
+
+def gelu_gate_linear(a, b, weight, bias, in_place: bool = False) -> torch.Tensor:
+    """linear(gelu(a) * gelu(b), weight, bias) in `gate_dtype(a)`: `GeluGateLinear`'s forward. `in_place` (no
+    autograd; a and b are the caller's to overwrite) computes the gate in a's memory: the same values, without
+    three fresh (tokens x intermediate_size) tensors."""
+    if in_place:
+        gate = torch.ops.aten.gelu_(a).mul_(torch.ops.aten.gelu_(b))
+    else:
+        gate = F.gelu(a) * F.gelu(b)
+    dtype = gate_dtype(a)
+    return F.linear(gate.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
 
 
 class MambaCodeLayer(GradientCheckpointingLayer):
@@ -218,13 +231,18 @@ class MambaCodeLayer(GradientCheckpointingLayer):
         self.proj_o = nn.Linear(inner, d)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def _directions(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        u_f = F.gelu(self.proj_uf(h))
-        u_b = F.gelu(self.proj_ub(h))
+    def _directions(self, h: torch.Tensor, mask: torch.Tensor | None,
+                    in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        u_f = self._gelu(self.proj_uf(h), in_place and type(self.proj_uf) is nn.Linear)
+        u_b = self._gelu(self.proj_ub(h), in_place and type(self.proj_ub) is nn.Linear)
         if mask is not None:  # zero padded positions before the sequence mix (padding invariance)
             u_f = u_f * mask
             u_b = u_b * mask
         return u_f, u_b
+
+    @staticmethod
+    def _gelu(x: torch.Tensor, in_place: bool) -> torch.Tensor:
+        return torch.ops.aten.gelu_(x) if in_place else F.gelu(x)
 
     def mixer_inputs(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None):
         """(u_f, u_b): what this layer's sequence mixer receives for the layer input `hidden_states`.
@@ -236,13 +254,24 @@ class MambaCodeLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.norm(hidden_states)
-        u_f, u_b = self._directions(h, mask)
+        if torch.is_autocast_enabled(h.device.type):  # cast once for the three projections that read h
+            h = h.to(torch.get_autocast_dtype(h.device.type))  # (autocast would cast it for each: same values)
+        # without autograd, the activations of fresh Linear outputs are computed in their memory (same values):
+        # on CPU a fresh large tensor costs page faults on every call (measured: a third of a long batch's time)
+        in_place = not torch.is_grad_enabled()
+        u_f, u_b = self._directions(h, mask, in_place)
         y_f, y_b = self.mixer(u_f, u_b)
         a, b = self.proj_cf(y_f), self.proj_cb(y_b)
-        z = a * b if self.merge == "mul" else a + b
+        if self.merge == "mul":
+            z = a.mul_(b) if in_place and type(self.proj_cf) is nn.Linear else a * b
+        else:
+            z = a.add_(b) if in_place and type(self.proj_cf) is nn.Linear else a + b
         gate_in = self.proj_ol(z), self.proj_v(h)  # GELU(W_ol z) * GELU(W_v h), then W_o
         if type(self.proj_o) is nn.Linear:  # a plain Linear: fused, the gate is recomputed in backward
-            out = GeluGateLinear.apply(*gate_in, self.proj_o.weight, self.proj_o.bias)
+            if in_place and type(self.proj_ol) is nn.Linear and type(self.proj_v) is nn.Linear:
+                out = gelu_gate_linear(*gate_in, self.proj_o.weight, self.proj_o.bias, in_place=True)
+            else:
+                out = GeluGateLinear.apply(*gate_in, self.proj_o.weight, self.proj_o.bias)
         else:  # an adapter (LoRA) wraps W_o: call it
             out = self.proj_o(GeluGate.apply(*gate_in))
         return hidden_states + self.dropout(out)
@@ -257,6 +286,10 @@ class MambaCodePreTrainedModel(PreTrainedModel):
     _no_split_modules = ["MambaCodeLayer"]
     # a recorded anchor in a checkpoint loaded with the regulariser off is not needed: no warning
     _keys_to_ignore_on_load_unexpected = [r"spectral_anchor\."]
+    # Trainer reads this before looking for **kwargs in forward: our losses are per-batch means (plus the
+    # spectral penalty once per batch), so Trainer must divide them by the gradient-accumulation steps itself
+    # and not hand `num_items_in_batch` in (a forward given it normalises by it, see `_label_loss`)
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -293,6 +326,37 @@ class MambaCodePreTrainedModel(PreTrainedModel):
         write_checksums(os.fspath(working_dir))
         return super()._upload_modified_files(working_dir, *args, **kwargs)
 
+    def _check_extra(self, kwargs: dict, allowed: tuple = ("output_attentions",)) -> None:
+        """TypeError naming any keyword argument a forward does not know (a misspelt `attention_maks` would
+        otherwise be dropped without a word); `output_attentions` (which peft passes) must be None or False."""
+        unknown = [k for k in kwargs if k not in allowed]
+        if unknown:
+            import inspect
+
+            known = [n for n, p in inspect.signature(self.forward).parameters.items()
+                     if p.kind is not inspect.Parameter.VAR_KEYWORD] + list(allowed)
+            raise TypeError(f"{type(self).__name__}.forward() got unexpected keyword argument(s) "
+                            f"{', '.join(map(repr, unknown))}; it accepts {', '.join(known)}.")
+        if kwargs.get("output_attentions"):
+            raise ValueError(f"{type(self).__name__}: output_attentions=True, but MambaCode models have no attention "
+                             "(they mix tokens with SSMs); pass output_hidden_states=True for the layer outputs.")
+
+    def _label_loss(self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        """Cross-entropy over the labelled positions (-100: none): their mean, or, given `num_items_in_batch`
+        (the labelled positions of the whole accumulated batch), their sum divided by it."""
+        flat = logits.reshape(-1, logits.shape[-1]).float()
+        if num_items_in_batch is None:
+            return F.cross_entropy(flat, labels.reshape(-1), ignore_index=-100)
+        total = F.cross_entropy(flat, labels.reshape(-1), ignore_index=-100, reduction="sum")
+        return total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
+
+    @staticmethod
+    def _batch_share(labels: torch.Tensor | None, num_items_in_batch) -> float | torch.Tensor | None:
+        """This micro-batch's share of `num_items_in_batch` (labelled positions), for the per-batch penalty."""
+        if labels is None or num_items_in_batch is None:
+            return None
+        return (labels != -100).sum() / torch.as_tensor(num_items_in_batch, device=labels.device)
+
     def _return(self, output: ModelOutput, return_dict: bool | None):
         """`output`, or its tuple of non-None fields when `return_dict` (default: config.return_dict) is False."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -304,7 +368,9 @@ class MambaCodePreTrainedModel(PreTrainedModel):
 
         Local folders are checked before loading, Hub downloads after (in their cache folder): a truncated
         or malformed `.safetensors` file or a hash that differs from `checksums.sha256` raises
-        `DamagedWeightsError` naming the file; a folder without `checksums.sha256` loads with a warning.
+        `DamagedWeightsError` naming the file; a folder without `checksums.sha256` loads with a warning
+        (an empty or malformed one, or one naming files outside the folder, is an error). Loaded weights
+        holding NaN or inf are refused (`DamagedWeightsError` naming the tensor).
         """
         if not verify_weights or pretrained_model_name_or_path is None:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
@@ -327,6 +393,7 @@ class MambaCodePreTrainedModel(PreTrainedModel):
             hub_folder = _hub_folder(pretrained_model_name_or_path, kwargs)
             if hub_folder is not None:
                 verify_folder(hub_folder, listed_must_exist=False)
+        check_finite(loaded[0] if isinstance(loaded, tuple) else loaded, os.fspath(pretrained_model_name_or_path))
         return loaded
 
     # ------------------------------------------------------------------ spectral anchor
@@ -365,8 +432,9 @@ class MambaCodePreTrainedModel(PreTrainedModel):
                              "model.record_spectral_anchor() again.")
         return encoder.spectral_anchor.penalty(encoder.layers, self.config.spectral_anchor_weighting)
 
-    def _add_spectral_anchor(self, loss: torch.Tensor | None) -> torch.Tensor | None:
-        """In training with config.spectral_anchor_weight > 0: loss + weight * penalty (no anchor: error)."""
+    def _add_spectral_anchor(self, loss: torch.Tensor | None, share=None) -> torch.Tensor | None:
+        """In training with config.spectral_anchor_weight > 0: loss + weight * penalty (no anchor: error);
+        times `share` (`_batch_share`) when the loss is a share of an accumulated batch's."""
         weight = self.config.spectral_anchor_weight
         if weight <= 0 or not self.training:
             return loss
@@ -374,8 +442,19 @@ class MambaCodePreTrainedModel(PreTrainedModel):
             raise ValueError(NO_ANCHOR)
         if loss is None:
             return loss
-        return loss + weight * self.spectral_anchor_penalty().to(loss.dtype)
+        penalty = weight * self.spectral_anchor_penalty().to(loss.dtype)
+        return loss + (penalty if share is None else penalty * share)
 
+
+
+def check_finite(model: nn.Module, where: str) -> None:
+    """DamagedWeightsError naming the first floating-point parameter or buffer of `model` holding NaN or inf."""
+    for kind, tensors in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, tensor in tensors:
+            if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise DamagedWeightsError(f"{where}: {kind} {name} holds {bad} non-finite value(s) (NaN or inf) of "
+                                          f"{tensor.numel()}; refusing to load damaged (or diverged) weights.")
 
 
 def _hub_folder(repo_id, kwargs) -> str | None:
@@ -395,7 +474,8 @@ def _hub_folder(repo_id, kwargs) -> str | None:
     return None
 
 
-def validate_inputs(config: MambaCodeConfig, vocab_size: int, input_ids, attention_mask, inputs_embeds) -> bool:
+def validate_inputs(config: MambaCodeConfig, vocab_size: int, input_ids, attention_mask, inputs_embeds,
+                    token_type_ids=None) -> bool:
     """Check a forward's inputs once, at the entry point, with one ValueError per problem.
 
     Shapes, dtypes and lengths are checked on the host; the id range and the mask values need the data,
@@ -436,9 +516,24 @@ def validate_inputs(config: MambaCodeConfig, vocab_size: int, input_ids, attenti
             raise ValueError(f"attention_mask has shape {got} but {name} has (batch, length) = {(batch, length)}: "
                              "pass one 0/1 entry per token.")
         stats += [((attention_mask != 0) & (attention_mask != 1)).any(), (attention_mask == 0).any()]
+    if token_type_ids is not None:
+        if not isinstance(token_type_ids, torch.Tensor) or tuple(token_type_ids.shape) != (batch, length):
+            got = tuple(token_type_ids.shape) if isinstance(token_type_ids, torch.Tensor) else type(token_type_ids).__name__
+            raise ValueError(f"token_type_ids has shape {got} but {name} has (batch, length) = {(batch, length)}.")
+        stats += [token_type_ids.min(), token_type_ids.max()]
     if not stats:
         return False
     values = torch.stack([t.to(device=stats[0].device, dtype=torch.int64) for t in stats]).tolist()  # one sync
+    if token_type_ids is not None:
+        low, high = values[-2:]
+        values = values[:-2]
+        types = config.type_vocab_size
+        if low < 0 or high >= max(types, 1):
+            allowed = (f"ids 0..{types - 1} (type_vocab_size={types})" if types else
+                       "only zeros: this model has no token-type embeddings (type_vocab_size=0)")
+            raise ValueError(f"token_type_ids holds ids in [{low}, {high}] but the model accepts {allowed}.")
+        if not values:
+            return False
     if input_ids is not None:
         low, high = values[:2]
         if low < 0 or high >= vocab_size:
@@ -454,14 +549,25 @@ def validate_inputs(config: MambaCodeConfig, vocab_size: int, input_ids, attenti
 
 
 class MambaCodeModel(MambaCodePreTrainedModel):
-    """The bare encoder: token embeddings (no position embeddings), SSM layers, final LayerNorm."""
+    """The bare encoder: token embeddings, SSM layers, final LayerNorm.
+
+    MambaCode models have no position embeddings (the SSM encodes order). Converted BiGS checkpoints add
+    what BiGS has (config fields): absolute position and token-type tables, a LayerNorm over the summed
+    embeddings, and no final LayerNorm. Each is a sibling module (None when off), so existing checkpoints
+    keep their keys.
+    """
 
     def __init__(self, config: MambaCodeConfig):
         super().__init__(config)
-        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        d = config.hidden_size
+        self.embeddings = nn.Embedding(config.vocab_size, d, padding_idx=config.pad_token_id)
+        self.position_embeddings = (nn.Embedding(config.max_position_embeddings, d)
+                                    if config.position_embedding_type == "absolute" else None)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, d) if config.type_vocab_size else None
+        self.embeddings_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.embedding_layer_norm else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(MambaCodeLayer(config, i) for i in range(config.num_hidden_layers))
-        self.norm_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm_f = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.final_layer_norm else None
         # the regulariser's reference spectra (buffers, filled by record_spectral_anchor or a checkpoint)
         self.spectral_anchor = SpectralAnchor(config) if config.spectral_anchor_weight > 0 else None
         self.gradient_checkpointing = False
@@ -473,15 +579,29 @@ class MambaCodeModel(MambaCodePreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings = value
 
+    def embed_tokens(self, input_ids=None, inputs_embeds=None, token_type_ids=None) -> torch.Tensor:
+        """The layer-0 input before dropout: token embeddings (+ position and token-type rows, LayerNorm)."""
+        x = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.position_embeddings is not None:  # positions 0..L-1 of every (right-padded) sequence
+            x = x + self.position_embeddings.weight[: x.shape[1]].to(x.dtype)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                x = x + self.token_type_embeddings.weight[0].to(x.dtype)
+            else:
+                x = x + self.token_type_embeddings(token_type_ids.long()).to(x.dtype)
+        if self.embeddings_norm is not None:
+            x = self.embeddings_norm(x)
+        return x
+
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_hidden_states=None,
-                return_dict=None, **kwargs) -> MambaCodeModelOutput:
+                return_dict=None, token_type_ids=None, **kwargs) -> MambaCodeModelOutput:
+        self._check_extra(kwargs)
         padded = validate_inputs(self.config, self.embeddings.num_embeddings, input_ids, attention_mask,
-                                 inputs_embeds)
+                                 inputs_embeds, token_type_ids)
         output_hidden_states = (output_hidden_states if output_hidden_states is not None
                                 else self.config.output_hidden_states)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if inputs_embeds is None:
-            inputs_embeds = self.embeddings(input_ids)
+        inputs_embeds = self.embed_tokens(input_ids, inputs_embeds, token_type_ids)
         mask = attention_mask.to(inputs_embeds.dtype).unsqueeze(-1) if padded else None  # no padding: no masking
         x = self.dropout(inputs_embeds)
         all_hidden = [x] if output_hidden_states else None
@@ -489,7 +609,8 @@ class MambaCodeModel(MambaCodePreTrainedModel):
             x = layer(x, mask)
             if output_hidden_states and i < len(self.layers) - 1:
                 all_hidden.append(x)
-        x = self.norm_f(x)
+        if self.norm_f is not None:
+            x = self.norm_f(x)
         if output_hidden_states:
             all_hidden.append(x)
         hidden = tuple(all_hidden) if output_hidden_states else None
@@ -549,14 +670,16 @@ class MambaCodeForMaskedLM(MambaCodePreTrainedModel):
         self.lm_head.decoder = new_embeddings
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
-                output_hidden_states=None, return_dict=None, **kwargs) -> MaskedLMOutput:
-        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                output_hidden_states=None, return_dict=None, token_type_ids=None, num_items_in_batch=None,
+                **kwargs) -> MaskedLMOutput:
+        self._check_extra(kwargs)
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds, token_type_ids=token_type_ids,
                              output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.lm_head(out.last_hidden_state)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
-        loss = self._add_spectral_anchor(loss)
+            loss = self._label_loss(logits, labels, num_items_in_batch)
+        loss = self._add_spectral_anchor(loss, self._batch_share(labels, num_items_in_batch))
         return self._return(MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states), return_dict)
 
 
@@ -583,21 +706,26 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
             return torch.exp(-self.logit_scale.clamp(max=math.log(100.0)))
         return torch.tensor(self.config.retrieval_temperature)
 
-    def embed(self, input_ids, attention_mask=None, output_hidden_states=None):
-        out = self.mambacode(input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True)
+    def embed(self, input_ids, attention_mask=None, output_hidden_states=None, token_type_ids=None,
+              inputs_embeds=None):
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                             output_hidden_states=output_hidden_states, token_type_ids=token_type_ids, return_dict=True)
         pooled = pool(out.last_hidden_state, attention_mask, self.config.pooling)
         return F.normalize(pooled.float(), dim=-1), out
 
     def forward(self, input_ids=None, attention_mask=None, code_input_ids=None, code_attention_mask=None,
                 output_hidden_states=None, return_dict=None, return_loss: bool | None = True,
+                token_type_ids=None, code_token_type_ids=None, inputs_embeds=None,
                 **kwargs) -> MambaCodeRetrievalOutput:
         """Embed `input_ids` (and `code_input_ids` if given). With both, `logits` are the scaled similarities
         and, unless `return_loss=False`, `loss` is the in-batch InfoNCE. `return_loss` defaults to True as in
-        CLIP, so `Trainer.evaluate()` reports `eval_loss` although the batches carry no labels."""
-        emb, out = self.embed(input_ids, attention_mask, output_hidden_states)
+        CLIP, so `Trainer.evaluate()` reports `eval_loss` although the batches carry no labels. `inputs_embeds`
+        (batch, length, hidden_size) stands in for `input_ids`. An unknown keyword argument is a TypeError."""
+        self._check_extra(kwargs)
+        emb, out = self.embed(input_ids, attention_mask, output_hidden_states, token_type_ids, inputs_embeds)
         code_emb = logits = loss = None
         if code_input_ids is not None:
-            code_emb, _ = self.embed(code_input_ids, code_attention_mask)
+            code_emb, _ = self.embed(code_input_ids, code_attention_mask, token_type_ids=code_token_type_ids)
             if len(code_emb) != len(emb):
                 raise ValueError(f"code_input_ids has {len(code_emb)} rows but input_ids has {len(emb)}: the "
                                  "in-batch loss pairs query i with code i.")
@@ -614,34 +742,67 @@ class MambaCodeForRetrieval(MambaCodePreTrainedModel):
 
     @torch.no_grad()
     def encode(self, texts, tokenizer, batch_size: int = 32, max_length: int | None = None,
-               show_progress_bar: bool | None = None, device=None) -> torch.Tensor:
+               show_progress_bar: bool | None = None, device=None, max_tokens: int | None = None) -> torch.Tensor:
         """Embed `texts` -> (n, d) float tensor of L2-normalised embeddings, in the input order.
 
         Texts are sorted by tokenized length so that each batch carries little padding. Inputs longer than
         `max_length` (default and upper bound: `config.max_position_embeddings`; must be >= 1) are truncated
-        to their first tokens. `encode([])` is an empty (0, d) tensor. Lone surrogates (e.g. "\\ud800", which
+        to their first tokens. `max_tokens` caps a batch's padded tokens (rows x its longest text; a longer
+        text goes alone): long texts then go in fewer rows than `batch_size`. On CPU, batches of about 4,096
+        tokens measured fastest for long texts (1.5x over 16,384: the activations of a large batch are fresh
+        memory on every call). `encode([])` is an empty (0, d) tensor. Lone surrogates (e.g. "\\ud800", which
         no UTF-8 tokenizer accepts) become U+FFFD, and surrogate pairs are joined into their character. A text
         that tokenizes to no tokens at all gets a zero vector.
         """
-        for name, value in (("max_length", max_length), ("batch_size", batch_size)):
+        for name, value in (("max_length", max_length), ("batch_size", batch_size), ("max_tokens", max_tokens)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                none = {"max_length": " or None (= max_position_embeddings)", "max_tokens": " or None (no cap)"}
                 raise ValueError(f"encode: {name}={value!r} is invalid: expected a positive integer"
-                                 f"{' or None (= max_position_embeddings)' if name == 'max_length' else ''}.")
+                                 f"{none.get(name, '')}.")
         limit = self.config.max_position_embeddings
         max_length = limit if max_length is None else min(max_length, limit)
-        return encode_texts(self, tokenizer, texts, max_length, batch_size, show_progress_bar, device)
+        return encode_texts(self, tokenizer, texts, max_length, batch_size, show_progress_bar, device,
+                            max_tokens=max_tokens)
+
+
+def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Batches of indices into `lengths` (token counts), longest first (ties in input order), zero-length
+    entries left out: up to `batch_size` each, and with `max_tokens`, at most that many padded tokens (rows x
+    the batch's longest, which is its first), one row at least."""
+    order = sorted((i for i in range(len(lengths)) if lengths[i] > 0), key=lambda i: -lengths[i])
+    batches, start = [], 0
+    while start < len(order):
+        rows = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // lengths[order[start]]))
+        batches.append(order[start:start + rows])
+        start += rows
+    return batches
+
+
+def _padded(rows: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of token id lists padded to the longest, as a tokenizer's `padding=True`."""
+    longest = max(len(r) for r in rows)
+    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, r in enumerate(rows):
+        span = slice(longest - len(r), longest) if left else slice(0, len(r))
+        ids[i, span] = torch.tensor(r, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
 
 
 @torch.no_grad()
 def encode_texts(model, tokenizer, texts, max_length: int, batch_size: int = 32,
-                 show_progress_bar: bool | None = None, device=None, desc: str = "encode") -> torch.Tensor:
+                 show_progress_bar: bool | None = None, device=None, desc: str = "encode",
+                 max_tokens: int | None = None) -> torch.Tensor:
     """The one embedding loop (`encode`, whole-pool evaluation): (n, d) L2-normalised float32 embeddings of
     `texts` by `model.embed(input_ids, attention_mask)` (any bi-encoder with that method), input order kept.
 
     Texts are sorted by tokenized length (longest first, ties in input order) and cut into batches of
-    `batch_size`, each padded to its longest text; texts are truncated to `max_length` tokens. Texts with
-    no tokens get a zero vector; surrogates are fixed as `fix_surrogates` does. The progress bar shows
-    by default when there is more than one batch.
+    `batch_size` (and at most `max_tokens` padded tokens, see `length_batches`), each padded to its longest
+    text; texts are truncated to `max_length` tokens. Each text is tokenized once (the batches pad those ids
+    as the tokenizer's `padding=True` would, with its pad token and side). Texts with no tokens get a zero
+    vector; surrogates are fixed as `fix_surrogates` does. The progress bar shows by default when there is
+    more than one batch.
     """
     if isinstance(texts, str):
         texts = [texts]
@@ -656,23 +817,28 @@ def encode_texts(model, tokenizer, texts, max_length: int, batch_size: int = 32,
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-    order = sorted((i for i in range(len(texts)) if lengths[i] > 0), key=lambda i: -lengths[i])
-    starts = range(0, len(order), batch_size)
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    batches = length_batches([len(ids) for ids in encoded], batch_size, max_tokens)
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    left = getattr(tokenizer, "padding_side", "right") == "left"
     if show_progress_bar is None:
-        show_progress_bar = len(starts) > 1
+        show_progress_bar = len(batches) > 1
+    steps = batches
     try:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc=desc, disable=not show_progress_bar, leave=False)
+        steps = tqdm(batches, desc=desc, disable=not show_progress_bar, leave=False)
     except ImportError:
         pass
     try:
-        for start in starts:
-            idx = order[start:start + batch_size]
-            batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                              return_tensors="pt")
-            emb, _ = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        for idx in steps:
+            if pad_id is None:  # no pad token: the tokenizer's own call says what it needs
+                batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                                  return_tensors="pt")
+                ids, mask = batch["input_ids"], batch["attention_mask"]
+            else:
+                ids, mask = _padded([encoded[i] for i in idx], pad_id, left)
+            emb, _ = model.embed(ids.to(device), mask.to(device))
             result[idx] = emb.float().cpu()
     finally:
         model.train(was_training)
@@ -694,14 +860,16 @@ class _MambaCodeClassifier(MambaCodePreTrainedModel):
 class MambaCodeForTokenClassification(_MambaCodeClassifier):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
-                output_hidden_states=None, return_dict=None, **kwargs) -> TokenClassifierOutput:
-        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                output_hidden_states=None, return_dict=None, token_type_ids=None, num_items_in_batch=None,
+                **kwargs) -> TokenClassifierOutput:
+        self._check_extra(kwargs)
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds, token_type_ids=token_type_ids,
                              output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1), ignore_index=-100)
-        loss = self._add_spectral_anchor(loss)
+            loss = self._label_loss(logits, labels, num_items_in_batch)
+        loss = self._add_spectral_anchor(loss, self._batch_share(labels, num_items_in_batch))
         return self._return(TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states),
                             return_dict)
 
@@ -709,8 +877,10 @@ class MambaCodeForTokenClassification(_MambaCodeClassifier):
 class MambaCodeForSequenceClassification(_MambaCodeClassifier):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
-                output_hidden_states=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:
-        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds,
+                output_hidden_states=None, return_dict=None, token_type_ids=None, num_items_in_batch=None,
+                **kwargs) -> SequenceClassifierOutput:
+        self._check_extra(kwargs)
+        out = self.mambacode(input_ids, attention_mask, inputs_embeds=inputs_embeds, token_type_ids=token_type_ids,
                              output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.classifier(self.dropout(pool(out.last_hidden_state, attention_mask, self.config.pooling)))
         loss = None
@@ -723,10 +893,13 @@ class MambaCodeForSequenceClassification(_MambaCodeClassifier):
             if problem == "regression":
                 loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
             elif problem == "single_label_classification":
-                loss = F.cross_entropy(logits.float(), labels.view(-1))
+                loss = self._label_loss(logits, labels, num_items_in_batch)
             else:
                 loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        loss = self._add_spectral_anchor(loss)
+            if problem != "single_label_classification" and num_items_in_batch is not None:
+                raise ValueError(f"num_items_in_batch applies to single-label classification only, not {problem!r}")
+        share = self._batch_share(labels, num_items_in_batch) if num_items_in_batch is not None else None
+        loss = self._add_spectral_anchor(loss, share)
         return self._return(SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states),
                             return_dict)
 
