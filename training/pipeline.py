@@ -28,6 +28,7 @@ from transformers import TrainingArguments
 
 from mambacode.atomic import atomic_directory, atomic_write_text
 from mambacode.corpus import read_snippets
+from mambacode.devices import cpu_bf16_supported  # noqa: F401  (re-exported: the study and the recipe benchmark use it from here)
 
 from .entry_points import (MLMDataArguments, RetrievalDataArguments, TypeInferenceDataArguments, run_mlm,
                            run_retrieval, run_type_inference)
@@ -118,15 +119,6 @@ def split_seed(name: str) -> tuple[str, int]:
     """'s4d+anchor-seed2' -> ('s4d+anchor', 2); a name without the suffix is seed 0."""
     match = _SEEDED.match(name)
     return (match.group(1), int(match.group(2))) if match else (name, 0)
-
-
-def cpu_bf16_supported() -> bool:
-    """Whether this CPU has native bfloat16 instructions (AVX512-BF16 or AMX): where it has none, autocast
-    would emulate them, slower than float32."""
-    import torch
-
-    checks = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check is not None)
 
 
 # ------------------------------------------------------------------------------------------ stage runner
